@@ -1,0 +1,155 @@
+"""The one environment factory: every agent builds its training and evaluation envs here.
+
+Wrapper order matters and is the same for every family:
+`gym.make` -> `RecordEpisodeStatistics` (real game score, before any clipping) -> [`RecordVideo`]
+-> family preprocessing -> training-only changes (episodic life, reward clipping) -> frame stack.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import (
+    AtariPreprocessing,
+    FrameStackObservation,
+    RecordEpisodeStatistics,
+    RecordVideo,
+    TransformReward,
+)
+
+from envs.atari import EpisodicLife, FireOnReset, KarpathyPong, has_fire_action
+from envs.spec import EnvConfig, check_env_id
+from envs.vizdoom import DoomScreen
+from trainer.errors import SuiteError
+
+Mode = Literal["train", "eval"]
+
+
+def _make_base(config: EnvConfig, render_mode: str | None) -> gym.Env:
+    check_env_id(config.env_id)
+    kwargs: dict = {"render_mode": render_mode}
+    preprocessing = config.resolved_preprocessing()
+    if config.family == "atari":
+        # AtariPreprocessing does its own frame skipping (with a max over the last two frames).
+        kwargs["frameskip"] = 1 if preprocessing == "dqn" else config.frame_skip
+        kwargs["repeat_action_probability"] = config.repeat_action_probability
+    elif config.family == "vizdoom":
+        kwargs["frame_skip"] = config.frame_skip
+    try:
+        return gym.make(config.env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        if importlib.util.find_spec("Box2D") is None and "box2d" in str(exc).lower():
+            raise SuiteError(f"{config.env_id} needs Box2D: pip install '.[box2d]'") from exc
+        raise SuiteError(f"{config.env_id}: {exc}") from exc
+
+
+def _preprocess(env: gym.Env, config: EnvConfig, mode: Mode) -> gym.Env:
+    preprocessing = config.resolved_preprocessing()
+    training = mode == "train"
+    if preprocessing == "dqn":
+        if config.family != "atari":
+            raise SuiteError(f"the 'dqn' preprocessing is for Atari ids, not {config.env_id}")
+        env = AtariPreprocessing(
+            env,
+            noop_max=config.noop_max,
+            frame_skip=config.frame_skip,
+            screen_size=config.screen_size,
+            terminal_on_life_loss=False,
+            grayscale_obs=True,
+            scale_obs=False,
+        )
+        if training and config.episodic_life:
+            env = EpisodicLife(env)
+        if has_fire_action(env):
+            env = FireOnReset(env)
+        if training and config.clip_rewards:
+            env = TransformReward(env, lambda r: float(np.sign(r)))
+    elif preprocessing == "karpathy":
+        if config.family != "atari":
+            raise SuiteError(f"the 'karpathy' preprocessing is for Atari ids, not {config.env_id}")
+        env = KarpathyPong(env)
+    elif preprocessing == "doom":
+        if config.family != "vizdoom":
+            raise SuiteError(f"the 'doom' preprocessing is for VizDoom ids, not {config.env_id}")
+        env = DoomScreen(env, size=config.screen_size)
+    if preprocessing in ("dqn", "doom") and config.frame_stack > 1:
+        env = FrameStackObservation(env, config.frame_stack)
+    return env
+
+
+def make_env(
+    config: EnvConfig | str,
+    *,
+    seed: int | None = None,
+    mode: Mode = "train",
+    render_mode: str | None = None,
+    video_dir: str | Path | None = None,
+) -> gym.Env:
+    """Build one env. Observations: classic envs as Gymnasium defines them; Atari `dqn`
+    (frame_stack, 84, 84) uint8; Atari `karpathy` (80, 80) int8; VizDoom `doom` (frame_stack, 84, 84)
+    uint8, or (84, 84) with frame_stack=1.
+
+    `mode="eval"` never clips rewards nor ends episodes at a lost life. `video_dir` records every
+    episode to mp4 with gymnasium's `RecordVideo` (implies `render_mode="rgb_array"`).
+    `seed` seeds the env's first reset and its action space.
+    """
+    if isinstance(config, str):
+        config = EnvConfig(config)
+    if video_dir is not None:
+        render_mode = "rgb_array"
+    env = _make_base(config, render_mode)
+    env = RecordEpisodeStatistics(env)
+    if video_dir is not None:
+        env = RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True)
+    env = _preprocess(env, config, mode)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def env_thunk(config: EnvConfig, seed: int, mode: Mode = "train") -> Callable[[], gym.Env]:
+    """A picklable-enough constructor for vector envs (each worker preprocesses its own frames)."""
+
+    def thunk() -> gym.Env:
+        return make_env(config, seed=seed, mode=mode)
+
+    return thunk
+
+
+def make_vector_env(
+    config: EnvConfig | str,
+    num_envs: int,
+    *,
+    seed: int,
+    mode: Mode = "train",
+    asynchronous: bool = False,
+) -> gym.vector.VectorEnv:
+    """`num_envs` copies seeded `seed, seed+1, ...`; asynchronous puts each in its own process so
+    that preprocessing runs there and only the small observation is sent back."""
+    if isinstance(config, str):
+        config = EnvConfig(config)
+    check_env_id(config.env_id)
+    fns = [env_thunk(config, seed + i, mode) for i in range(num_envs)]
+    if asynchronous:
+        return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def spaces_of(config: EnvConfig) -> tuple[gym.Space, gym.Space]:
+    """Observation and action spaces after preprocessing, without keeping the env open."""
+    env = make_env(config, mode="eval")
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def with_overrides(config: EnvConfig, **changes) -> EnvConfig:
+    return replace(config, **changes)

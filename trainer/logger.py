@@ -1,0 +1,114 @@
+"""TensorBoard logging and the progress bar: the same tags, against environment steps, for every agent.
+
+Tags: `charts/episodic_return`, `charts/episodic_length`, `charts/SPS`, `losses/<name>`, and any
+agent scalar such as `charts/epsilon` or `neat/best_fitness`. Scalars an agent reports between two
+flushes are averaged, so a per-step loss costs a float addition, not an event-file write.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+RETURN_WINDOW = 100
+
+
+class RunLogger:
+    """Owns the `SummaryWriter` and the progress bar of one run."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_step: int = 0,
+        start_episodes: int = 0,
+        hyperparameters: dict[str, Any] | None = None,
+        flush_every_steps: int = 1000,
+        progress: bool = True,
+    ):
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed curve
+        # has no duplicated stretch.
+        self.writer = SummaryWriter(str(run_dir), purge_step=start_step if start_step > 0 else None)
+        if hyperparameters:
+            table = "\n".join(f"|{k}|{v}|" for k, v in _flatten(hyperparameters).items())
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}", start_step)
+        self.flush_every_steps = flush_every_steps
+        self.recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._last_flush_step = start_step
+        self._last_flush_time = time.perf_counter()
+        self._bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not progress,
+            file=sys.stderr,
+            mininterval=0.5,
+        )
+        self._bar_step = start_step
+        self._episodes = start_episodes
+        self._sps = 0.0
+
+    def episode(self, step: int, episodic_return: float, length: int) -> None:
+        self.writer.add_scalar("charts/episodic_return", episodic_return, step)
+        self.writer.add_scalar("charts/episodic_length", length, step)
+        self.recent_returns.append(float(episodic_return))
+        self._episodes += 1
+
+    def scalars(self, metrics: dict[str, float]) -> None:
+        for tag, value in metrics.items():
+            self._sums[tag] = self._sums.get(tag, 0.0) + float(value)
+            self._counts[tag] = self._counts.get(tag, 0) + 1
+
+    def scalars_now(self, step: int, metrics: dict[str, float]) -> None:
+        """Write at once, for per-generation or per-update values that need no averaging."""
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, float(value), step)
+
+    def maybe_flush(self, step: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        elapsed = now - self._last_flush_time
+        # Slow envs (Atari, VizDoom) still refresh the bar every few seconds.
+        if not force and step - self._last_flush_step < self.flush_every_steps and elapsed < 5.0:
+            return
+        if step > self._last_flush_step and elapsed > 0:
+            self._sps = (step - self._last_flush_step) / elapsed
+            self.writer.add_scalar("charts/SPS", self._sps, step)
+        for tag, total in self._sums.items():
+            self.writer.add_scalar(tag, total / self._counts[tag], step)
+        self._sums.clear()
+        self._counts.clear()
+        self._last_flush_step = step
+        self._last_flush_time = now
+        self._update_bar(step)
+
+    def _update_bar(self, step: int) -> None:
+        mean = sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else float("nan")
+        self._bar.set_postfix(episodes=self._episodes, mean_return=f"{mean:.2f}", sps=f"{self._sps:.0f}", refresh=False)
+        self._bar.update(step - self._bar_step)
+        self._bar_step = step
+
+    def close(self, step: int) -> None:
+        self.maybe_flush(step, force=True)
+        self._bar.close()
+        self.writer.flush()
+        self.writer.close()
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
