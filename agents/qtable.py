@@ -51,8 +51,9 @@ class QTableAgent(StepwiseAgent):
     default_env = "FrozenLake-v1"
     default_steps = 150_000
     presets = {
-        "Taxi-v3": {"learning_rate": 0.5, "learning_rate_end": 0.1, "gamma": 0.99, "decay_steps": 100_000},
-        "CliffWalking-v0": {"learning_rate": 0.5, "learning_rate_end": 0.1, "decay_steps": 20_000},
+        # Deterministic grids: a large step size is safe and fast. (Gymnasium 1.x names: Taxi-v4,
+        # CliffWalking-v1; the older Taxi-v3 and CliffWalking-v0 are gone.)
+        "Taxi-v4": {"learning_rate": 0.5, "learning_rate_end": 0.1, "decay_steps": 100_000},
         "CliffWalking-v1": {"learning_rate": 0.5, "learning_rate_end": 0.1, "decay_steps": 20_000},
     }
 

@@ -1,6 +1,8 @@
 """Environment factory shared by every agent: ids, preprocessing, vector envs."""
 
-from envs.factory import make_env, make_vector_env, spaces_of
+from envs.factory import finished_episodes, make_env, make_vector_env, spaces_of
 from envs.spec import EnvConfig, check_env_id, env_family, ensure_registered
 
-__all__ = ["EnvConfig", "check_env_id", "ensure_registered", "env_family", "make_env", "make_vector_env", "spaces_of"]
+__all__ = [
+    "EnvConfig",
+    "finished_episodes", "check_env_id", "ensure_registered", "env_family", "make_env", "make_vector_env", "spaces_of"]

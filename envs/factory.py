@@ -8,6 +8,7 @@ Wrapper order matters and is the same for every family:
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -97,19 +98,22 @@ def make_env(
 
     `mode="eval"` never clips rewards nor ends episodes at a lost life. `video_dir` records every
     episode to mp4 with gymnasium's `RecordVideo` (implies `render_mode="rgb_array"`).
-    `seed` seeds the env's first reset and its action space.
+    `seed` seeds the action space; pass the seed to the first `reset` as well (recording and
+    statistics wrappers count every reset, so the factory does not reset for you).
     """
     if isinstance(config, str):
         config = EnvConfig(config)
     if video_dir is not None:
         render_mode = "rgb_array"
+    if render_mode == "rgb_array" and not os.environ.get("DISPLAY"):
+        # pygame-drawn envs otherwise complain about a missing display while drawing off-screen.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = _make_base(config, render_mode)
     env = RecordEpisodeStatistics(env)
     if video_dir is not None:
         env = RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True)
     env = _preprocess(env, config, mode)
     if seed is not None:
-        env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
 
@@ -153,3 +157,17 @@ def spaces_of(config: EnvConfig) -> tuple[gym.Space, gym.Space]:
 
 def with_overrides(config: EnvConfig, **changes) -> EnvConfig:
     return replace(config, **changes)
+
+
+def finished_episodes(infos: dict) -> list[tuple[float, int]]:
+    """(return, length) of each episode that ended in this vector-env step.
+
+    With SAME_STEP autoreset the statistics of a finished episode sit in `infos["final_info"]`; with
+    NEXT_STEP autoreset they sit in `infos` itself. Both are read here so agents need not care.
+    """
+    source = infos.get("final_info", infos) if "final_info" in infos else infos
+    if "episode" not in source:
+        return []
+    episode = source["episode"]
+    mask = source.get("_episode", np.ones(len(episode["r"]), bool))
+    return [(float(episode["r"][i]), int(episode["l"][i])) for i in np.flatnonzero(mask)]

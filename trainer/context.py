@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from envs import EnvConfig, make_env, make_vector_env
+from envs.factory import finished_episodes
 
 if TYPE_CHECKING:
     from trainer.logger import RunLogger
@@ -95,12 +96,9 @@ class TrainContext:
             self.record_episode(float(episode["r"]), int(episode["l"]))
 
     def record_vector_info(self, infos: dict[str, Any]) -> None:
-        """Same for a vector env's batched `infos` (uses the `_episode` mask)."""
-        if "episode" not in infos:
-            return
-        mask = infos.get("_episode", np.ones(len(infos["episode"]["r"]), bool))
-        for i in np.flatnonzero(mask):
-            self.record_episode(float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i]))
+        """Same for a vector env's batched `infos`, whichever autoreset mode it uses."""
+        for episodic_return, length in finished_episodes(infos):
+            self.record_episode(episodic_return, length)
 
     def log(self, metrics: dict[str, float]) -> None:
         """Scalars averaged until the next flush, e.g. `{"losses/td": 0.3, "charts/epsilon": 0.1}`."""

@@ -1,0 +1,103 @@
+"""The two command lines in-process: happy paths, and one-line errors for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import evaluate
+import train
+from trainer.checkpoint import save_checkpoint
+from trainer.cli import run_app
+
+
+def run(app, argv, capsys):
+    code = run_app(app.app, argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained_run(runs_dir, capsys):
+    code, out, _ = run(train, ["qtable", "--steps", "2000", "--runs-dir", str(runs_dir), "--no-progress"], capsys)
+    assert code == 0
+    return out.strip().splitlines()[-1]
+
+
+def test_train_prints_run_directory_last_and_evaluate_reads_it(trained_run, capsys):
+    assert "FrozenLake-v1__qtable__1__" in trained_run
+    code, out, _ = run(evaluate, [trained_run, "--episodes", "5", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["agent"] == "qtable" and result["env"] == "FrozenLake-v1" and result["episodes"] == 5
+    assert len(result["returns"]) == 5
+    assert result["mean_return"] == pytest.approx(sum(result["returns"]) / 5)
+    code, out, _ = run(evaluate, [trained_run, "--episodes", "3"], capsys)
+    assert code == 0 and "mean return" in out and "±" in out
+
+
+def test_evaluate_writes_videos_headless(trained_run, tmp_path, capsys):
+    code, _, _ = run(evaluate, [trained_run, "--episodes", "2", "--video", str(tmp_path / "videos")], capsys)
+    assert code == 0
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
+
+
+def test_render_without_display_points_to_video(trained_run, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code, _, err = run(evaluate, [trained_run, "--render"], capsys)
+    assert code == 2
+    assert err.strip() == "error: --render needs a display and none was found; use --video DIR to write mp4 files instead"
+
+
+def test_agent_help_lists_hyperparameters_and_presets(capsys):
+    code, out, _ = run(train, ["qtable", "--help"], capsys)
+    assert code == 0
+    assert "learning_rate" in out and "0.1" in out and "Taxi-v4" in out and "--set" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["qtabel"], "unknown agent 'qtabel'; did you mean qtable?"),
+        (["qtable", "--env", "FrozenLake-v9"], "unknown env id 'FrozenLake-v9'"),
+        (["qtable", "--env", "CartPole-v1"], "needs a discrete observation space"),
+        (["qtable", "--steps", "-5"], "--steps must be a positive number"),
+        (["qtable", "--bogus"], "No such option"),
+        (["qtable", "--set", "gama=0.9"], "unknown hyperparameter 'gama'"),
+        (["qtable", "--set", "gamma=high"], "gamma must be a number"),
+        (["qtable", "--set", "gamma"], "--set takes key=value"),
+        (["qtable", "--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["qtable", "--resume", "/nonexistent/run"], "no such run directory"),
+        ([], "missing AGENT"),
+    ],
+)
+def test_bad_train_input_is_one_line_error(argv, message, runs_dir, capsys):
+    code, _, err = run(train, [*argv, "--runs-dir", str(runs_dir)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys):
+    truncated = save_checkpoint({"agent": "qtable"}, tmp_path / "t.pt")
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    incomplete = save_checkpoint({"agent": "qtable", "agent_config": {}}, tmp_path / "incomplete.pt")
+    cases = [
+        (tmp_path / "missing", "no such run directory"),
+        (truncated, "not a readable checkpoint"),
+        (foreign, "not a checkpoint of this suite"),
+        (incomplete, "does not hold a usable agent"),
+        (tmp_path, "no checkpoint in"),
+    ]
+    for path, message in cases:
+        code, _, err = run(evaluate, [str(path)], capsys)
+        assert code == 2, path
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], err
+    code, _, err = run(evaluate, [str(tmp_path), "--episodes", "0"], capsys)
+    assert code == 2 and "--episodes must be at least 1" in err

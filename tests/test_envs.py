@@ -1,0 +1,127 @@
+"""The environment factory: shapes and dtypes per family, wrapper order, eval mode, seeding, errors."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.wrappers import FrameStackObservation, TransformReward
+
+from envs import EnvConfig, finished_episodes, make_env, make_vector_env
+from envs.atari import EpisodicLife, KarpathyPong
+from trainer.errors import IncompatibleEnvError, UnknownEnvError
+
+
+def wrapper_types(env: gym.Env) -> list[type]:
+    types = []
+    while isinstance(env, gym.Wrapper):
+        types.append(type(env))
+        env = env.env
+    return types
+
+
+@pytest.mark.parametrize(
+    ("config", "shape", "dtype"),
+    [
+        (EnvConfig("FrozenLake-v1"), (), np.int64),
+        (EnvConfig("CartPole-v1"), (4,), np.float32),
+        (EnvConfig("ALE/Pong-v5"), (4, 84, 84), np.uint8),
+        (EnvConfig("ALE/Breakout-v5", frame_stack=2, screen_size=64), (2, 64, 64), np.uint8),
+        (EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), (80, 80), np.int8),
+        (EnvConfig("VizdoomBasic-v1"), (4, 84, 84), np.uint8),
+        (EnvConfig("VizdoomBasic-v1", frame_stack=1), (84, 84), np.uint8),
+    ],
+    ids=["frozenlake", "cartpole", "atari-dqn", "atari-custom", "atari-karpathy", "vizdoom", "vizdoom-single"],
+)
+def test_observations_match_spaces(config, shape, dtype):
+    env = make_env(config, seed=0)
+    try:
+        assert env.observation_space.shape == shape
+        obs, _ = env.reset(seed=0)
+        for _ in range(3):
+            obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        obs = np.asarray(obs)
+        assert obs.shape == shape
+        assert obs.dtype == dtype
+        assert env.observation_space.contains(obs if shape else int(obs))
+        assert isinstance(terminated, bool) and isinstance(truncated, bool)
+    finally:
+        env.close()
+
+
+def test_atari_training_clips_and_ends_on_life_loss_but_eval_does_not():
+    train = wrapper_types(make_env("ALE/Breakout-v5", mode="train"))
+    evaluation = wrapper_types(make_env("ALE/Breakout-v5", mode="eval"))
+    assert TransformReward in train and EpisodicLife in train
+    assert TransformReward not in evaluation and EpisodicLife not in evaluation
+    # Statistics sit under every reward change (the list runs outermost first), so they record
+    # the game's real score.
+    assert train.index(TransformReward) < train.index(gym.wrappers.RecordEpisodeStatistics)
+
+
+def test_reward_clipping_in_training_only():
+    train = make_env("ALE/Breakout-v5", mode="train")
+    clip = next(w for w in _chain(train) if isinstance(w, TransformReward))
+    assert [clip.func(r) for r in (-3.0, 0.0, 7.0)] == [-1.0, 0.0, 1.0]
+
+
+def _chain(env):
+    while isinstance(env, gym.Wrapper):
+        yield env
+        env = env.env
+
+
+def test_frame_stack_puts_newest_frame_last():
+    env = make_env("ALE/Pong-v5", seed=0)
+    assert isinstance(env, FrameStackObservation)
+    first, _ = env.reset(seed=0)
+    second, *_ = env.step(0)
+    np.testing.assert_array_equal(second[:-1], first[1:])
+
+
+def test_karpathy_pong_difference_frames():
+    env = make_env(EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), seed=0)
+    assert any(isinstance(w, KarpathyPong) for w in _chain(env))
+    obs, _ = env.reset(seed=0)
+    values = set(np.unique(obs).tolist())
+    assert values <= {-1, 0, 1}
+    # At reset there is no previous frame: the difference is the frame itself (0/1 only).
+    assert values <= {0, 1}
+
+
+def test_same_seed_same_first_observation():
+    for env_id in ("CartPole-v1", "ALE/Pong-v5"):
+        a, _ = make_env(env_id).reset(seed=7)
+        b, _ = make_env(env_id).reset(seed=7)
+        np.testing.assert_array_equal(a, b)
+    a, _ = make_env("CartPole-v1").reset(seed=7)
+    c, _ = make_env("CartPole-v1").reset(seed=8)
+    assert not np.array_equal(a, c)
+
+
+def test_vector_env_records_real_episode_statistics():
+    envs = make_vector_env("CartPole-v1", 2, seed=0)
+    envs.reset(seed=0)
+    finished = 0
+    for _ in range(200):
+        _, _, terminated, truncated, infos = envs.step(envs.action_space.sample())
+        episodes = finished_episodes(infos)
+        assert len(episodes) == int((terminated | truncated).sum())
+        for episodic_return, length in episodes:
+            assert episodic_return == length > 0  # CartPole pays 1 per step
+        finished += len(episodes)
+    envs.close()
+    assert finished > 0
+
+
+def test_unknown_env_suggests_close_ids():
+    with pytest.raises(UnknownEnvError, match="did you mean CartPole-v1"):
+        make_env("CartPole-v9")
+
+
+def test_qtable_refuses_continuous_observations():
+    from agents.qtable import QTableAgent
+
+    env = make_env("CartPole-v1")
+    with pytest.raises(IncompatibleEnvError, match="discrete observation space"):
+        QTableAgent.check_spaces(env.observation_space, env.action_space)

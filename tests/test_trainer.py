@@ -1,0 +1,138 @@
+"""The shared trainer: checkpoints, determinism, TensorBoard events, resume and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.errors import CheckpointError, ConfigError, SuiteError
+from trainer.evaluation import load_agent
+from trainer.runner import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scalars(run_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+@pytest.mark.parametrize("agent", ["qtable", "qnet"])
+def test_checkpoint_round_trip_gives_identical_greedy_actions(agent, runs_dir):
+    result = train(agent, steps=3000, runs_dir=runs_dir, progress=False)
+    checkpoint = result.run_dir / "checkpoints" / "latest.pt"
+    torch.load(checkpoint, weights_only=True)  # plain data only
+    loaded = load_agent(result.run_dir)
+    for state in range(16):
+        assert loaded.agent.act(state)[0] == result.agent_object.act(state)[0]
+    assert loaded.checkpoint["run"]["global_step"] == 3000
+    assert not [p for p in checkpoint.parent.iterdir() if p.name != "latest.pt"], "temp files left behind"
+
+
+def test_same_seed_same_returns_other_seed_other_returns(runs_dir):
+    a = train("qtable", steps=20_000, seed=5, runs_dir=runs_dir, name="a", progress=False)
+    b = train("qtable", steps=20_000, seed=5, runs_dir=runs_dir, name="b", progress=False)
+    c = train("qtable", steps=20_000, seed=6, runs_dir=runs_dir, name="c", progress=False)
+    assert a.episode_returns == b.episode_returns
+    np.testing.assert_array_equal(a.agent_object.q, b.agent_object.q)
+    assert a.episode_returns != c.episode_returns
+
+
+def test_event_files_hold_exactly_the_logged_episodes(runs_dir):
+    result = train("qnet", steps=5000, runs_dir=runs_dir, progress=False)
+    events = scalars(result.run_dir)
+    tags = set(events.Tags()["scalars"])
+    assert {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/td_squared", "charts/epsilon"} <= tags
+    logged = events.Scalars("charts/episodic_return")
+    assert len(logged) == result.episodes
+    assert [e.value for e in logged] == pytest.approx(result.episode_returns)
+    steps = [e.step for e in logged]
+    assert steps == sorted(steps) and 0 < steps[-1] <= 5000
+    assert sum(e.value for e in events.Scalars("charts/episodic_length")) <= 5000
+    assert "hyperparameters" in "".join(events.Tags().get("tensors", []))
+    config = (result.run_dir / "config.json").read_text()
+    assert '"agent": "qnet"' in config and '"learning_rate": 0.1' in config
+
+
+def test_resume_continues_steps_schedule_and_curve(runs_dir):
+    first = train("qtable", steps=10_000, seed=3, runs_dir=runs_dir, name="r", progress=False)
+    epsilon_at_pause = first.agent_object.epsilon
+    second = train("qtable", steps=25_000, resume=first.run_dir, progress=False)
+    assert second.run_dir == first.run_dir
+    assert second.global_step == 25_000
+    assert second.agent_object.steps == 25_000
+    assert second.agent_object.epsilon < epsilon_at_pause
+    assert second.episodes == first.episodes + len(second.episode_returns)
+    logged = scalars(first.run_dir).Scalars("charts/episodic_return")
+    assert len(logged) == second.episodes
+    assert max(e.step for e in logged) <= 25_000 and min(e.step for e in logged[first.episodes:]) > 10_000
+
+
+def test_resume_refuses_other_agent_and_overrides(runs_dir):
+    first = train("qtable", steps=1000, runs_dir=runs_dir, progress=False)
+    with pytest.raises(SuiteError, match="holds a 'qtable' run"):
+        train("qnet", resume=first.run_dir)
+    with pytest.raises(SuiteError, match="cannot change hyperparameters"):
+        train("qtable", resume=first.run_dir, overrides={"gamma": "0.5"})
+
+
+def test_existing_run_directory_is_not_overwritten(runs_dir):
+    train("qtable", steps=1000, runs_dir=runs_dir, name="same", progress=False)
+    with pytest.raises(SuiteError, match="already exists"):
+        train("qtable", steps=1000, runs_dir=runs_dir, name="same", progress=False)
+
+
+def test_overrides_are_type_checked(runs_dir):
+    with pytest.raises(ConfigError, match="valid: .*decay_steps"):
+        train("qtable", overrides={"learnin_rate": "0.1"}, runs_dir=runs_dir)
+    with pytest.raises(ConfigError, match="decay_steps must be an integer"):
+        train("qtable", overrides={"decay_steps": "lots"}, runs_dir=runs_dir)
+
+
+def test_broken_checkpoints_give_clear_errors(tmp_path):
+    good = save_checkpoint({"agent": "qtable"}, tmp_path / "good.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:50])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="not a checkpoint of this suite"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="no such run directory"):
+        load_checkpoint(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_writes_checkpoint_and_resumes(runs_dir):
+    command = [sys.executable, str(ROOT / "train.py"), "qnet", "--steps", "10000000", "--runs-dir", str(runs_dir),
+               "--name", "interrupted", "--no-progress"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = runs_dir / "interrupted"
+    deadline = time.time() + 60
+    while not any(events.glob("events.out.tfevents*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "Resume with: python train.py qnet --resume" in stdout
+    assert stdout.strip().splitlines()[-1] == str(events)
+    paused = load_checkpoint(events)["run"]["global_step"]
+    assert 0 < paused < 10_000_000
+    resumed = train("qnet", steps=paused + 2000, resume=events, progress=False)
+    assert resumed.global_step == paused + 2000
+    assert os.path.exists(events / "checkpoints" / "latest.pt")

@@ -1,0 +1,46 @@
+"""What the command lines share: running a typer app so that every bad input is one line on stderr."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+try:  # typer >= 0.25 vendors its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions
+
+from trainer.errors import SuiteError
+
+EXIT_USAGE = 2
+# typer >= 0.25 keeps Abort and Exit in typer.exceptions only; older click-based typer has both kinds.
+_ABORTS = tuple({typer.Abort, getattr(click_exceptions, "Abort", typer.Abort)})
+_EXITS = tuple({typer.Exit, getattr(click_exceptions, "Exit", typer.Exit)})
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run `app` on `argv`; usage errors and `SuiteError`s become `error: ...` and exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name=None, standalone_mode=False)
+    except click_exceptions.UsageError as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except _ABORTS:
+        return 130
+    except _EXITS as exc:
+        return exc.exit_code
+    except SuiteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    return result if isinstance(result, int) else 0
+
+
+def main_exit(app: typer.Typer) -> None:
+    sys.exit(run_app(app))
