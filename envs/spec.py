@@ -22,13 +22,16 @@ _registered = False
 
 
 def ensure_registered() -> None:
-    """Register ale-py's and vizdoom's Gymnasium ids once, so users never have to."""
+    """Register ale-py's, vizdoom's and the suite's own (XOR-v0) Gymnasium ids once, so users never have to."""
     global _registered
     if _registered:
         return
     import ale_py
 
     gym.register_envs(ale_py)
+    from envs import xor
+
+    xor.register()  # the suite's own toy task for neuroevolution (NEAT)
     if importlib.util.find_spec("vizdoom") is not None:
         import vizdoom.gymnasium_wrapper  # noqa: F401  (registers Vizdoom* ids on import)
     _registered = True

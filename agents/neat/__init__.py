@@ -1,0 +1,1 @@
+"""NEAT neuroevolution: genomes, speciation, batched networks and the suite agent (`neat`)."""

@@ -1,0 +1,133 @@
+"""NEAT, NeuroEvolution of Augmenting Topologies (Stanley & Miikkulainen 2002), as a suite agent.
+
+Each generation plays every genome for `episodes_per_genome` episodes at once (see `rollout`), reports
+every episode and the generation's statistics to the trainer, then breeds the next generation
+(`population`). The best genome found so far, the champion, is what `act` plays and what
+`champion.png` in the run directory shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from agents.base import Agent
+from agents.neat.config import NeatConfig
+from agents.neat.genome import Genome
+from agents.neat.network import PopulationNetwork
+from agents.neat.population import Population
+from agents.neat.rollout import ActionMap, BatchRollout, ParallelRollout, make_rollout
+from trainer.context import TrainContext
+from trainer.errors import IncompatibleEnvError
+
+
+class NeatAgent(Agent):
+    name = "neat"
+    Config = NeatConfig
+    default_env = "CartPole-v1"
+    default_steps = 2_000_000
+    presets = {
+        # XOR is deterministic, so one episode tells the fitness, and so cheap that worker
+        # processes would cost more than they save.
+        "XOR-v0": {"episodes_per_genome": 1, "num_workers": 1},
+    }
+
+    @classmethod
+    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise IncompatibleEnvError(f"neat needs vector observations (a 1-D Box), not {observation_space}")
+        ActionMap(action_space)
+
+    def __init__(self, config: NeatConfig, observation_space, action_space, **kwargs):
+        super().__init__(config, observation_space, action_space, **kwargs)
+        self.n_inputs = int(observation_space.shape[0])
+        self.action_map = ActionMap(action_space)
+        self.population = Population(config, self.n_inputs, self.action_map.n_outputs, self.rng)
+        self._champion_net: PopulationNetwork | None = None
+
+    @property
+    def champion(self) -> Genome | None:
+        return self.population.champion
+
+    def fitness_threshold(self, env_id: str) -> float | None:
+        if self.config.fitness_threshold is not None:
+            return self.config.fitness_threshold
+        return gym.spec(env_id).reward_threshold
+
+    def learn(self, ctx: TrainContext) -> None:
+        c = self.config
+        threshold = self.fitness_threshold(ctx.env_config.env_id)
+        rollout = make_rollout(
+            ctx.env_config, c.population_size, c.episodes_per_genome, ctx.env_seed(), c.recurrent, c.num_workers
+        )
+        try:
+            while not ctx.should_stop():
+                fitness = self.run_generation(ctx, rollout)
+                if threshold is not None and fitness.max() >= threshold:
+                    ctx.request_stop(f"fitness {fitness.max():.3f} reached the threshold {threshold}")
+                ctx.maybe_checkpoint()
+        finally:
+            rollout.close()
+
+    def run_generation(self, ctx: TrainContext, rollout: BatchRollout | ParallelRollout) -> np.ndarray:
+        """Evaluate the current generation, report it, breed the next; returns the (n_genomes,) fitnesses."""
+        pop = self.population
+        returns, lengths = rollout.evaluate(pop.genomes, seed=int(self.rng.integers(2**31)))
+        ctx.add_steps(int(lengths.sum()))
+        for r, length in zip(returns.reshape(-1), lengths.reshape(-1), strict=False):
+            ctx.record_episode(float(r), int(length))
+        fitness = returns.mean(axis=1)
+        n_species = len(pop.species)
+        improved = pop.tell(fitness)
+        champion = pop.champion
+        ctx.log_now(
+            {
+                "neat/best_fitness": float(fitness.max()),
+                "neat/mean_fitness": float(fitness.mean()),
+                "neat/species": n_species,
+                "neat/champion_nodes": int(champion.node_ids.size),
+                "neat/champion_connections": champion.n_enabled,
+                "neat/generation": pop.generation,
+            }
+        )
+        if improved:
+            self._champion_net = None
+            from agents.neat.draw import draw_genome  # matplotlib only when a picture is drawn
+
+            title = f"generation {pop.generation - 1}, fitness {champion.fitness:.2f}"
+            draw_genome(champion, self.n_inputs, self.action_map.n_outputs, ctx.run_dir / "champion.png", title)
+        return fitness
+
+    # Acting -----------------------------------------------------------------------------------
+    def initial_state(self) -> Any:
+        return None
+
+    def act(self, observation: Any, state: Any = None) -> tuple[Any, Any]:
+        """The champion's action; for a recurrent champion `state` holds its node values."""
+        if self.champion is None:
+            raise RuntimeError("neat has no champion yet: train it or load a checkpoint first")
+        if self._champion_net is None:
+            self._champion_net = PopulationNetwork(
+                [self.champion], self.n_inputs, self.action_map.n_outputs, 1, self.config.recurrent
+            )
+        net = self._champion_net
+        if state is None:
+            net.reset()
+        else:
+            net.values[:] = state
+        outputs = net.activate(np.asarray(observation, dtype=np.float64).reshape(1, -1))
+        action = self.action_map(outputs)[0]
+        next_state = net.values.copy() if self.config.recurrent else None
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return int(action), next_state
+        return action, next_state
+
+    # Persistence ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"population": self.population.to_data()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.population.load_data(state["population"])
+        self._champion_net = None

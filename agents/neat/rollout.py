@@ -1,0 +1,149 @@
+"""Playing a whole population at once: one batch of envs (genomes x episodes) stepped together, the
+networks of every genome activated together each step.
+
+Envs with a numpy-vectorized implementation (CartPole's `CartPoleVectorEnv`, via gymnasium's
+`vector_entry_point`) step the whole batch in a few array ops; any other env with vector observations
+runs as a `SyncVectorEnv` of the suite's `make_env` copies.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from agents.neat.genome import Genome
+from agents.neat.network import PopulationNetwork
+from envs import EnvConfig, make_vector_env
+from envs.spec import check_env_id
+from trainer.errors import IncompatibleEnvError
+
+
+class ActionMap:
+    """Network outputs in (0, 1) -> actions. Discrete(n): argmax over n outputs; Box: each output
+    scaled to [low, high] (to [-1, 1] where a bound is infinite)."""
+
+    def __init__(self, action_space: gym.Space):
+        self.space = action_space
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.n_outputs = int(action_space.n)
+        elif isinstance(action_space, gym.spaces.Box):
+            self.n_outputs = int(np.prod(action_space.shape))
+            finite = np.isfinite(action_space.low) & np.isfinite(action_space.high)
+            self.low = np.where(finite, action_space.low, -1.0).reshape(-1)
+            self.high = np.where(finite, action_space.high, 1.0).reshape(-1)
+        else:
+            raise IncompatibleEnvError(f"neat needs a Discrete or Box action space, not {action_space}")
+
+    def __call__(self, outputs: np.ndarray) -> np.ndarray:
+        """outputs (batch, n_outputs) -> actions (batch,) int64 or (batch, *shape) of the Box dtype."""
+        if isinstance(self.space, gym.spaces.Discrete):
+            return outputs.argmax(axis=1).astype(np.int64) + int(self.space.start)
+        actions = self.low + outputs * (self.high - self.low)
+        return actions.reshape(len(outputs), *self.space.shape).astype(self.space.dtype)
+
+
+def is_vectorized(env_config: EnvConfig) -> bool:
+    """Does gymnasium have a numpy-vectorized implementation (a vector entry point) of this env?"""
+    check_env_id(env_config.env_id)
+    plain = env_config.family == "classic" and env_config.resolved_preprocessing() == "none"
+    return plain and gym.spec(env_config.env_id).vector_entry_point is not None
+
+
+def make_batch_env(env_config: EnvConfig, num_envs: int, seed: int) -> gym.vector.VectorEnv:
+    """`num_envs` copies: numpy-vectorized when gymnasium has a vector entry point for the id."""
+    if is_vectorized(env_config):
+        return gym.make_vec(env_config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    return make_vector_env(env_config, num_envs, seed=seed)
+
+
+class BatchRollout:
+    """Plays `n_genomes * episodes` episodes at once. Env slot `g * episodes + k` is genome g's
+    episode k; a slot whose episode ended is ignored until every episode of the batch has ended."""
+
+    def __init__(self, env_config: EnvConfig, n_genomes: int, episodes: int, seed: int, recurrent: bool = False):
+        self.n_genomes, self.episodes, self.recurrent = n_genomes, episodes, recurrent
+        self.env = make_batch_env(env_config, n_genomes * episodes, seed)
+        self.actions = ActionMap(self.env.single_action_space)
+        self.n_inputs = int(np.prod(self.env.single_observation_space.shape))
+
+    def close(self) -> None:
+        self.env.close()
+
+    def evaluate(self, genomes: list[Genome], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(returns, lengths) of every genome's episodes, each (len(genomes), episodes)."""
+        network = PopulationNetwork(genomes, self.n_inputs, self.actions.n_outputs, self.episodes, self.recurrent)
+        return self.play(network, seed)
+
+    def play(self, network: PopulationNetwork, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(returns, lengths), each (n_genomes, episodes): float64 and int64."""
+        n = self.n_genomes * self.episodes
+        observation, _ = self.env.reset(seed=seed)
+        returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+        active = np.ones(n, dtype=bool)
+        while active.any():
+            outputs = network.activate(np.asarray(observation, dtype=np.float64).reshape(n, -1))
+            observation, reward, terminated, truncated, _ = self.env.step(self.actions(outputs))
+            returns += np.where(active, reward, 0.0)
+            lengths += active
+            active &= ~(np.asarray(terminated) | np.asarray(truncated))
+        shape = (self.n_genomes, self.episodes)
+        return returns.reshape(shape), lengths.reshape(shape)
+
+
+# Worker processes for envs without a vectorized version: each plays a share of the genomes in its
+# own BatchRollout (kept between generations, one per share size).
+_worker_rollouts: dict[int, BatchRollout] = {}
+_worker_setup: dict = {}
+
+
+def _init_worker(env_config: EnvConfig, episodes: int, seed: int, recurrent: bool) -> None:
+    _worker_setup.update(env_config=env_config, episodes=episodes, seed=seed, recurrent=recurrent)
+
+
+def _evaluate_share(genomes: list[Genome], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(genomes)
+    if n not in _worker_rollouts:
+        s = _worker_setup
+        _worker_rollouts[n] = BatchRollout(s["env_config"], n, s["episodes"], s["seed"], s["recurrent"])
+    return _worker_rollouts[n].evaluate(genomes, seed)
+
+
+class ParallelRollout:
+    """`BatchRollout`'s interface over `workers` processes; share i is reset with `seed + i`, so the
+    results do not depend on which process plays which share."""
+
+    def __init__(self, env_config: EnvConfig, n_genomes: int, episodes: int, seed: int, recurrent: bool, workers: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.n_genomes, self.episodes, self.workers = n_genomes, episodes, workers
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(env_config, episodes, seed, recurrent),
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+    def evaluate(self, genomes: list[Genome], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        shares = np.array_split(np.arange(len(genomes)), self.workers)
+        futures = [
+            self.pool.submit(_evaluate_share, [genomes[i] for i in share], seed + 7919 * k)
+            for k, share in enumerate(shares)
+            if share.size
+        ]
+        results = [f.result() for f in futures]
+        return np.concatenate([r for r, _ in results]), np.concatenate([n for _, n in results])
+
+
+def make_rollout(env_config: EnvConfig, n_genomes: int, episodes: int, seed: int, recurrent: bool, workers: int):
+    """A `ParallelRollout` for envs gymnasium cannot vectorize when `workers` > 1 (0: one per core),
+    else one in-process `BatchRollout`."""
+    import os
+
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and not is_vectorized(env_config):
+        return ParallelRollout(env_config, n_genomes, episodes, seed, recurrent, min(workers, n_genomes))
+    return BatchRollout(env_config, n_genomes, episodes, seed, recurrent)
