@@ -1,9 +1,9 @@
 """Evaluate a saved policy greedily: mean ± std return, a window to watch it, or mp4 videos.
 
-    python evaluate.py runs/FrozenLake-v1__qtable__1__20260101-120000 --episodes 1000
-    python evaluate.py runs/... --video videos/      # headless machine: mp4 files
-    python evaluate.py runs/... --render             # a window
-    python evaluate.py runs/... --json
+python evaluate.py runs/FrozenLake-v1__qtable__1__20260101-120000 --episodes 1000
+python evaluate.py runs/... --video videos/      # headless machine: mp4 files
+python evaluate.py runs/... --render             # a window
+python evaluate.py runs/... --json
 """
 
 from __future__ import annotations

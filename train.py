@@ -1,9 +1,9 @@
 """Train any agent of the suite from the command line.
 
-    python train.py qtable                      # FrozenLake, the agent's defaults
-    python train.py dqn --env ALE/Pong-v5 --steps 2000000 --set buffer_size=500000
-    python train.py qtable --help               # the agent's hyperparameters and presets
-    python train.py qtable --resume runs/FrozenLake-v1__qtable__1__20260101-120000
+python train.py qtable                      # FrozenLake, the agent's defaults
+python train.py dqn --env ALE/Pong-v5 --steps 2000000 --set buffer_size=500000
+python train.py qtable --help               # the agent's hyperparameters and presets
+python train.py qtable --resume runs/FrozenLake-v1__qtable__1__20260101-120000
 """
 
 from __future__ import annotations
@@ -39,11 +39,15 @@ def train(
     name: Annotated[str | None, typer.Option(help="Run directory name (default: env__agent__seed__time).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories are made.")] = Path("runs"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Hyperparameter override NAME=VALUE (repeat).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Hyperparameter override NAME=VALUE (repeat).")
+    ] = None,
     resume: Annotated[Path | None, typer.Option(help="Run directory (or checkpoint) to continue.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (default: a tenth).")] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
-    help_: Annotated[bool, typer.Option("--help", "-h", help="Show this message (and AGENT's hyperparameters).")] = False,
+    help_: Annotated[
+        bool, typer.Option("--help", "-h", help="Show this message (and AGENT's hyperparameters).")
+    ] = False,
 ) -> None:
     """Train AGENT; the last line printed is the run directory."""
     if help_:
@@ -83,9 +87,7 @@ def train(
     )
     if result.interrupted:
         typer.echo(f"Interrupted; checkpoint written. Resume with: python train.py {agent} --resume {result.run_dir}")
-    typer.echo(
-        f"Evaluate: python evaluate.py {result.run_dir}   Curves: tensorboard --logdir {result.run_dir.parent}"
-    )
+    typer.echo(f"Evaluate: python evaluate.py {result.run_dir}   Curves: tensorboard --logdir {result.run_dir.parent}")
     typer.echo(str(result.run_dir))
 
 

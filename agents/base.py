@@ -54,6 +54,7 @@ class Agent(ABC):
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Raise `IncompatibleEnvError` (one line) when the agent cannot run on these spaces."""
+        return None
 
     # Training and acting ----------------------------------------------------------------------
     @abstractmethod

@@ -1,8 +1,15 @@
 """Environment factory shared by every agent: ids, preprocessing, vector envs."""
 
 from envs.factory import finished_episodes, make_env, make_vector_env, spaces_of
-from envs.spec import EnvConfig, check_env_id, env_family, ensure_registered
+from envs.spec import EnvConfig, check_env_id, ensure_registered, env_family
 
 __all__ = [
     "EnvConfig",
-    "finished_episodes", "check_env_id", "ensure_registered", "env_family", "make_env", "make_vector_env", "spaces_of"]
+    "finished_episodes",
+    "check_env_id",
+    "ensure_registered",
+    "env_family",
+    "make_env",
+    "make_vector_env",
+    "spaces_of",
+]

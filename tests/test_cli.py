@@ -49,7 +49,9 @@ def test_render_without_display_points_to_video(trained_run, monkeypatch, capsys
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     code, _, err = run(evaluate, [trained_run, "--render"], capsys)
     assert code == 2
-    assert err.strip() == "error: --render needs a display and none was found; use --video DIR to write mp4 files instead"
+    assert (
+        err.strip() == "error: --render needs a display and none was found; use --video DIR to write mp4 files instead"
+    )
 
 
 def test_agent_help_lists_hyperparameters_and_presets(capsys):

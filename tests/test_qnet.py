@@ -44,6 +44,8 @@ def test_terminated_target_has_no_bootstrap():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_frozenlake_greedy_success_rate_at_least_060(seed, runs_dir):
-    result = train("qnet", seed=seed, steps=100_000, overrides={"decay_steps": "70000"}, runs_dir=runs_dir, progress=False)
+    result = train(
+        "qnet", seed=seed, steps=100_000, overrides={"decay_steps": "70000"}, runs_dir=runs_dir, progress=False
+    )
     success = evaluate_agent(result.agent_object, EnvConfig("FrozenLake-v1"), episodes=1000, seed=20_000)
     assert success.mean() >= 0.60, f"seed {seed}: greedy success {success.mean():.3f}"

@@ -55,7 +55,9 @@ def test_frozenlake_greedy_success_rate_at_least_070(seed, runs_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("env_id", "steps", "threshold"), [("Taxi-v4", 150_000, 7.0), ("CliffWalking-v1", 30_000, -13.0)])
+@pytest.mark.parametrize(
+    ("env_id", "steps", "threshold"), [("Taxi-v4", 150_000, 7.0), ("CliffWalking-v1", 30_000, -13.0)]
+)
 def test_learns_taxi_and_cliffwalking_with_presets(env_id, steps, threshold, runs_dir):
     result = train("qtable", env_id=env_id, steps=steps, seed=1, runs_dir=runs_dir, progress=False)
     returns = evaluate_agent(result.agent_object, EnvConfig(env_id), episodes=50, seed=500)

@@ -53,7 +53,13 @@ def test_event_files_hold_exactly_the_logged_episodes(runs_dir):
     result = train("qnet", steps=5000, runs_dir=runs_dir, progress=False)
     events = scalars(result.run_dir)
     tags = set(events.Tags()["scalars"])
-    assert {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/td_squared", "charts/epsilon"} <= tags
+    assert {
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/SPS",
+        "losses/td_squared",
+        "charts/epsilon",
+    } <= tags
     logged = events.Scalars("charts/episodic_return")
     assert len(logged) == result.episodes
     assert [e.value for e in logged] == pytest.approx(result.episode_returns)
@@ -76,7 +82,7 @@ def test_resume_continues_steps_schedule_and_curve(runs_dir):
     assert second.episodes == first.episodes + len(second.episode_returns)
     logged = scalars(first.run_dir).Scalars("charts/episodic_return")
     assert len(logged) == second.episodes
-    assert max(e.step for e in logged) <= 25_000 and min(e.step for e in logged[first.episodes:]) > 10_000
+    assert max(e.step for e in logged) <= 25_000 and min(e.step for e in logged[first.episodes :]) > 10_000
 
 
 def test_resume_refuses_other_agent_and_overrides(runs_dir):
@@ -118,8 +124,18 @@ def test_broken_checkpoints_give_clear_errors(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_writes_checkpoint_and_resumes(runs_dir):
-    command = [sys.executable, str(ROOT / "train.py"), "qnet", "--steps", "10000000", "--runs-dir", str(runs_dir),
-               "--name", "interrupted", "--no-progress"]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "qnet",
+        "--steps",
+        "10000000",
+        "--runs-dir",
+        str(runs_dir),
+        "--name",
+        "interrupted",
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     events = runs_dir / "interrupted"
     deadline = time.time() + 60

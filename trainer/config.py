@@ -122,7 +122,7 @@ def field_docs(config_cls: type) -> dict[str, str]:
     tree = ast.parse(source).body[0]
     docs: dict[str, str] = {}
     body = getattr(tree, "body", [])
-    for node, after in zip(body, body[1:]):
+    for node, after in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(after, ast.Expr) and isinstance(getattr(after, "value", None), ast.Constant):
                 docs[node.target.id] = " ".join(str(after.value.value).split())

@@ -95,9 +95,7 @@ class Trainer:
         if options.resume is not None:
             self.checkpoint = load_checkpoint(options.resume)
             if self.checkpoint["agent"] != options.agent:
-                raise SuiteError(
-                    f"{options.resume} holds a '{self.checkpoint['agent']}' run, not '{options.agent}'"
-                )
+                raise SuiteError(f"{options.resume} holds a '{self.checkpoint['agent']}' run, not '{options.agent}'")
         self.agent_cls = get_agent_class(options.agent)
         if self.checkpoint is not None:
             run = self.checkpoint["run"]
