@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -142,8 +145,23 @@ def make_vector_env(
     check_env_id(config.env_id)
     fns = [env_thunk(config, seed + i, mode) for i in range(num_envs)]
     if asynchronous:
-        return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        with _workers_ignore_ctrl_c():
+            return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Processes spawned inside inherit "ignore SIGINT": a Ctrl-C then only asks the trainer to stop
+    gracefully, and the agent closes its workers, instead of killing them mid-step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def spaces_of(config: EnvConfig) -> tuple[gym.Space, gym.Space]:
