@@ -1,0 +1,129 @@
+"""Hogwild A3C on one machine: spawn worker processes, relay their reports to the trainer, stop cleanly.
+
+Workers report through one `multiprocessing.Queue`; the main process is the only one that talks to
+the `TrainContext` (steps, episodes, losses, checkpoints, stop decisions). Stopping sets a shared
+Event; workers that do not finish in time are terminated, so no process outlives `learn`.
+"""
+
+from __future__ import annotations
+
+import queue as queue_lib
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch.multiprocessing as mp
+
+from agents.a3c.worker import worker_main
+from trainer.context import TrainContext
+from trainer.errors import SuiteError
+
+POLL_SECONDS = 0.2
+JOIN_SECONDS = 10.0
+
+
+class WorkerError(SuiteError):
+    """A worker raised; the message names it and its exception, the note holds the full traceback."""
+
+
+def worker_failure(rank: int, trace: str) -> WorkerError:
+    last = trace.strip().splitlines()[-1] if trace.strip() else "no traceback"
+    error = WorkerError(f"a3c worker {rank} failed: {last}")
+    error.add_note(f"worker {rank} traceback:\n{trace}")
+    return error
+
+
+def handle_update(ctx: TrainContext, steps: int, episodes: list[tuple[float, int]], stats: dict[str, float]) -> None:
+    ctx.add_steps(steps)
+    for episodic_return, length in episodes:
+        ctx.record_episode(episodic_return, length)
+    ctx.log(stats)
+
+
+def run_local(
+    agent: Any, ctx: TrainContext, num_workers: int, target: Callable[..., None] | None = None
+) -> Counter[int]:
+    """Run `num_workers` processes of `target` (default `worker_main`) until `ctx.should_stop()`.
+
+    Returns how many episodes each worker rank finished.
+    """
+    target = target or worker_main  # looked up at call time so tests can substitute a failing worker
+    episodes: Counter[int] = Counter()
+    spawn = mp.get_context("spawn")
+    reports = spawn.Queue()
+    stop = spawn.Event()
+    step_budget = spawn.Value("q", max(0, ctx.total_steps - ctx.global_step))
+    procs = [
+        spawn.Process(
+            target=target,
+            args=(
+                k,
+                agent.config,
+                ctx.env_config,
+                ctx.env_seed(k),
+                agent.global_net,
+                agent.optimizer,
+                reports,
+                stop,
+                step_budget,
+            ),
+            name=f"a3c-worker-{k}",
+            daemon=True,
+        )
+        for k in range(num_workers)
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        _relay(ctx, reports, procs, episodes)
+    finally:
+        stop.set()
+        _shutdown(ctx, reports, procs, episodes)
+    return episodes
+
+
+def _relay(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:
+    done: set[int] = set()
+    while not ctx.should_stop() and len(done) < len(procs):
+        try:
+            message = reports.get(timeout=POLL_SECONDS)
+        except queue_lib.Empty:
+            for rank, proc in enumerate(procs):
+                if rank not in done and proc.exitcode is not None:
+                    raise WorkerError(f"a3c worker {rank} died with exit code {proc.exitcode}") from None
+            continue
+        kind, rank = message[0], message[1]
+        if kind == "error":
+            raise worker_failure(rank, message[2])
+        if kind == "done":
+            done.add(rank)
+            continue
+        handle_update(ctx, *message[2:])
+        episodes[rank] += len(message[3])
+        ctx.maybe_checkpoint()
+
+
+def _shutdown(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:
+    """Drain the queue while workers finish their last rollout (a full queue would block their exit),
+    count the steps they still report, then terminate whatever is left."""
+    deadline = time.monotonic() + JOIN_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            message = reports.get(timeout=POLL_SECONDS)
+        except queue_lib.Empty:
+            if not any(p.is_alive() for p in procs):
+                break
+            continue
+        if message[0] == "update":
+            handle_update(ctx, *message[2:])
+            episodes[message[1]] += len(message[3])
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join(timeout=2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=2.0)
+    reports.close()
+    reports.cancel_join_thread()

@@ -1,0 +1,69 @@
+"""The A3C actor-critic: a conv (image) or MLP (vector) body, an optional LSTM, softmax policy and value heads.
+
+Image body after Mnih et al. 2016 / Juliani's Doom tutorial: conv 16 8x8/4, conv 32 4x4/2, FC 256,
+then LSTM 256. Inputs are `(T, *obs_shape)` sequences of one env (T steps of one worker), uint8
+frames scaled to [0, 1] here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+LSTMState = tuple[torch.Tensor, torch.Tensor] | None
+
+
+def _init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_size: int = 256, lstm_size: int = 256):
+        super().__init__()
+        self.obs_shape = tuple(obs_shape)
+        self.is_image = len(self.obs_shape) in (2, 3)
+        self.lstm_size = lstm_size
+        if self.is_image:
+            channels = 1 if len(self.obs_shape) == 2 else self.obs_shape[0]
+            conv = nn.Sequential(
+                nn.Conv2d(channels, 16, 8, stride=4),
+                nn.ReLU(),
+                nn.Conv2d(16, 32, 4, stride=2),
+                nn.ReLU(),
+                nn.Flatten(),
+            )
+            with torch.no_grad():
+                n_flat = conv(torch.zeros(1, channels, *self.obs_shape[-2:])).shape[1]
+            self.body = nn.Sequential(conv, nn.Linear(n_flat, hidden_size), nn.ReLU())
+        else:
+            n_in = int(math.prod(self.obs_shape))
+            self.body = nn.Sequential(nn.Flatten(), _init_linear(nn.Linear(n_in, hidden_size), math.sqrt(2)), nn.Tanh())
+        self.lstm = nn.LSTM(hidden_size, lstm_size) if lstm_size > 0 else None
+        features = lstm_size if lstm_size > 0 else hidden_size
+        # Small policy weights start near-uniform; unit-gain value head (Andrychowicz et al. 2021).
+        self.policy = _init_linear(nn.Linear(features, n_actions), 0.01)
+        self.value = _init_linear(nn.Linear(features, 1), 1.0)
+
+    def initial_state(self) -> LSTMState:
+        """Zero (h, c), each (1, 1, lstm_size) float32; None without an LSTM."""
+        if self.lstm is None:
+            return None
+        zeros = torch.zeros(1, 1, self.lstm_size, device=self.policy.weight.device)
+        return zeros, zeros.clone()
+
+    def forward(self, obs: torch.Tensor, state: LSTMState = None) -> tuple[torch.Tensor, torch.Tensor, LSTMState]:
+        """obs (T, *obs_shape) -> logits (T, n_actions), values (T,), state after the T steps."""
+        x = obs.float()
+        if self.is_image:
+            x = x / 255.0
+            if len(self.obs_shape) == 2:
+                x = x.unsqueeze(1)
+        x = self.body(x)
+        if self.lstm is not None:
+            x, state = self.lstm(x.unsqueeze(1), state)  # one sequence of length T, batch 1
+            x = x.squeeze(1)
+        return self.policy(x), self.value(x).squeeze(-1), state

@@ -1,0 +1,144 @@
+"""A3C on a Ray cluster: workers are actors that return gradients; a parameter-server actor owns the
+global network and optimizer and applies each gradient as it arrives (asynchronous, one at a time).
+
+The driver (the trainer's process) only routes object references: worker k's gradient goes to the
+server, the server's new weights go back to worker k, and the small report (steps, episodes, losses,
+node) comes to the driver for the `TrainContext`. Imported only with `backend=ray`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from agents.a3c.local_backend import WorkerError, handle_update
+from agents.a3c.worker import RolloutLearner, build_network
+from trainer.context import TrainContext
+
+# Actors import this repository's packages; a local cluster shares the filesystem, so PYTHONPATH suffices.
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+SYNC_EVERY_UPDATES = 50
+"""How often the agent's copy of the global weights (what checkpoints save) is refreshed."""
+
+
+@ray.remote(num_cpus=0)
+class ParameterServer:
+    def __init__(self, config: Any, observation_space, action_space, state: dict[str, Any]):
+        torch.set_num_threads(1)
+        self.net = build_network(config, observation_space, action_space)
+        self.net.load_state_dict(state["network"])
+        optimizer_cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.RMSprop
+        kwargs = {} if config.optimizer == "adam" else {"alpha": 0.99, "eps": 0.1}
+        self.optimizer = optimizer_cls(self.net.parameters(), lr=config.learning_rate, **kwargs)
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.net.state_dict()
+
+    def apply(self, grads: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        for param, grad in zip(self.net.parameters(), grads, strict=True):
+            param.grad = grad
+        self.optimizer.step()
+        return self.net.state_dict()
+
+    def state(self) -> dict[str, Any]:
+        return {"network": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+
+@ray.remote(num_cpus=1)
+class RayWorker:
+    def __init__(self, rank: int, config: Any, env_config, seed: int):
+        torch.set_num_threads(1)
+        self.rank = rank
+        self.learner = RolloutLearner(config, env_config, seed)
+        self.node = ray.get_runtime_context().get_node_id()
+
+    @ray.method(num_returns=2)
+    def update(self, weights: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], dict[str, Any]]:
+        """Sync, roll out, and return (gradients, report) for the parameter server and the driver."""
+        self.learner.net.load_state_dict(weights)
+        rollout = self.learner.rollout()
+        stats = self.learner.compute_gradients(rollout)
+        grads = [p.grad for p in self.learner.net.parameters()]
+        report = {"steps": len(rollout.actions), "episodes": rollout.episodes, "stats": stats, "node": self.node}
+        return grads, report
+
+
+def _connect(config: Any) -> bool:
+    """Join `ray_address` / $RAY_ADDRESS or start a local Ray; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": REPO_ROOT}}, log_to_driver=False)
+    return True
+
+
+def run_ray(agent: Any, ctx: TrainContext, num_workers: int) -> Counter[int]:
+    """Train until `ctx.should_stop()`; returns episodes per worker rank. Sets `agent.worker_nodes`."""
+    started_ray = _connect(agent.config)
+    runtime_env = {"env_vars": {"PYTHONPATH": REPO_ROOT}}
+    server = ParameterServer.options(runtime_env=runtime_env).remote(
+        agent.config, agent.observation_space, agent.action_space, agent.state_dict()
+    )
+    workers = [
+        RayWorker.options(runtime_env=runtime_env, scheduling_strategy="SPREAD").remote(
+            k, agent.config, ctx.env_config, ctx.env_seed(k)
+        )
+        for k in range(num_workers)
+    ]
+    episodes: Counter[int] = Counter()
+    agent.worker_nodes = {}
+    try:
+        _drive(agent, ctx, server, workers, episodes)
+    finally:
+        try:
+            _sync_agent(agent, server)
+        finally:
+            for actor in [*workers, server]:
+                ray.kill(actor)
+            if started_ray:
+                ray.shutdown()
+    return episodes
+
+
+def _drive(agent: Any, ctx: TrainContext, server: Any, workers: list, episodes: Counter[int]) -> None:
+    weights = server.weights.remote()
+    pending: dict[Any, tuple[int, Any]] = {}
+    for rank, worker in enumerate(workers):
+        grads, report = worker.update.remote(weights)
+        pending[report] = (rank, grads)
+    updates = 0
+    while not ctx.should_stop():
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        if not ready:
+            continue
+        rank, grads = pending.pop(ready[0])
+        try:
+            report = ray.get(ready[0])
+        except ray.exceptions.RayError as exc:
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            error = WorkerError(f"a3c ray worker {rank} failed: {last}")
+            error.add_note(str(exc))
+            raise error from None
+        new_grads, new_report = workers[rank].update.remote(server.apply.remote(grads))
+        pending[new_report] = (rank, new_grads)
+        handle_update(ctx, report["steps"], report["episodes"], report["stats"])
+        episodes[rank] += len(report["episodes"])
+        agent.worker_nodes[rank] = report["node"]
+        updates += 1
+        if updates % SYNC_EVERY_UPDATES == 0:
+            _sync_agent(agent, server)
+            ctx.maybe_checkpoint()
+
+
+def _sync_agent(agent: Any, server: Any) -> None:
+    """Copy the server's network and optimizer into the agent, so `state_dict` and `act` see them."""
+    state = ray.get(server.state.remote(), timeout=60)
+    agent.global_net.load_state_dict(state["network"])
+    agent.optimizer.load_state_dict(state["optimizer"])
+    agent.optimizer.share_memory()
