@@ -1,0 +1,315 @@
+"""Deep Q-network (Mnih et al. 2015) with Double DQN, a dueling head and n-step returns as options.
+
+Experience replay, a target network synced every `target_update_interval` steps (or softly with
+`tau` < 1), the Huber loss on the TD error, gradient-norm clipping and a linearly decaying
+epsilon-greedy policy. An MLP reads vector observations, the Nature CNN reads frame stacks.
+Defaults are RL Zoo's CartPole-v1 hyperparameters (rl-baselines3-zoo, hyperparams/dqn.yml).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.base import StepwiseAgent, require_discrete
+from agents.networks import is_image_space, make_torso
+from agents.replay import ReplayBatch, ReplayBuffer
+from agents.schedules import linear_schedule
+from trainer.context import TrainContext
+from trainer.errors import ConfigError, IncompatibleEnvError
+from trainer.seeding import generator_state, set_generator_state
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    learning_rate: float = 2.3e-3
+    """Adam step size (RL Zoo CartPole: 2.3e-3; Atari: 1e-4)."""
+    buffer_size: int = 100_000
+    """Replay capacity in transitions."""
+    learning_starts: int = 1_000
+    """Env steps of pure experience collection before the first update."""
+    batch_size: int = 64
+    """Transitions per gradient step (Mnih et al.: 32; RL Zoo CartPole: 64)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    train_freq: int = 256
+    """Env steps between training rounds (Mnih et al.: 4; RL Zoo CartPole: 256)."""
+    gradient_steps: int = 128
+    """Gradient steps per training round (RL Zoo CartPole: 128)."""
+    target_update_interval: int = 10
+    """Env steps between target-network syncs (Mnih et al.: 10k updates; RL Zoo CartPole: 10)."""
+    tau: float = 1.0
+    """Target sync weight: 1 copies the online net, < 1 is a soft (Polyak) update."""
+    exploration_fraction: float = 0.16
+    """Fraction of the run over which epsilon decays linearly (RL Zoo CartPole: 0.16)."""
+    exploration_initial_eps: float = 1.0
+    """Epsilon at the start."""
+    exploration_final_eps: float = 0.04
+    """Epsilon after the decay (RL Zoo CartPole: 0.04; Atari: 0.01)."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip (Stable-Baselines3's default)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """MLP hidden layers for vector observations (ignored for images: Nature CNN)."""
+    double_q: bool = True
+    """Double DQN target (van Hasselt et al. 2016): online net picks, target net evaluates."""
+    dueling: bool = False
+    """Dueling head (Wang et al. 2016): Q = V + A - mean(A)."""
+    n_step: int = 1
+    """Steps of real rewards before bootstrapping (Sutton 1988; Hessel et al. 2018 use 3)."""
+    save_replay: bool = False
+    """Put the replay buffer in checkpoints, so a resumed run keeps its memory (large for Atari)."""
+    torch_threads: int = 0
+    """CPU threads for torch; 0 picks 1 for MLPs (small batches only lose to thread sync, badly so on a
+    busy machine) and up to 4 for the CNN."""
+
+    def validate(self) -> None:
+        if self.learning_rate <= 0:
+            raise ConfigError("learning_rate must be positive")
+        if not 0 <= self.gamma <= 1:
+            raise ConfigError("gamma must be in [0, 1]")
+        if not 0 < self.tau <= 1:
+            raise ConfigError("tau must be in (0, 1]")
+        if min(self.buffer_size, self.batch_size, self.train_freq, self.gradient_steps, self.n_step) < 1:
+            raise ConfigError("buffer_size, batch_size, train_freq, gradient_steps and n_step must be >= 1")
+        if self.target_update_interval < 1:
+            raise ConfigError("target_update_interval must be >= 1")
+        if not 0 <= self.exploration_fraction <= 1:
+            raise ConfigError("exploration_fraction must be in [0, 1]")
+
+
+_ATARI = {
+    # RL Zoo hyperparams/dqn.yml "atari" (10M steps there); Mnih et al. use a 1M buffer.
+    "learning_rate": 1e-4,
+    "buffer_size": 100_000,
+    "learning_starts": 100_000,
+    "batch_size": 32,
+    "train_freq": 4,
+    "gradient_steps": 1,
+    "target_update_interval": 1_000,
+    "exploration_fraction": 0.1,
+    "exploration_final_eps": 0.01,
+}
+
+
+class QNetwork(nn.Module):
+    """Torso (MLP or Nature CNN) plus a linear Q head, or a dueling value/advantage pair.
+
+    Input (batch, *obs_shape); output (batch, n_actions) float32 Q-values.
+    """
+
+    def __init__(self, observation_space: gym.Space, n_actions: int, hidden_sizes: tuple[int, ...], dueling: bool):
+        super().__init__()
+        self.torso = make_torso(observation_space, hidden_sizes)
+        width = self.torso.out_features
+        self.dueling = dueling
+        self.advantage = nn.Linear(width, n_actions)
+        self.value = nn.Linear(width, 1) if dueling else None
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        features = self.torso(observations)
+        advantage = self.advantage(features)
+        if self.value is None:
+            return advantage
+        return dueling_combine(self.value(features), advantage)
+
+
+def dueling_combine(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """(B, 1) V and (B, A) advantages -> (B, A) Q; the mean is subtracted so V and A are identifiable."""
+    return value + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+def td_targets(
+    batch_returns: torch.Tensor,
+    terminated: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q_online: torch.Tensor | None,
+    next_q_target: torch.Tensor,
+) -> torch.Tensor:
+    """R + gamma^m (1 - terminated) Q_target(s', a*). Double DQN: a* = argmax of the online net's
+    `next_q_online`; plain DQN (None): a* = argmax of the target net itself. All (B,) except Q (B, A)."""
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        best = next_q_online.argmax(dim=1, keepdim=True)
+        next_value = next_q_target.gather(1, best).squeeze(1)
+    return batch_returns + discounts * (1.0 - terminated) * next_value
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (os.cpu_count() counts the whole machine, even in a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class DQNAgent(StepwiseAgent):
+    name = "dqn"
+    Config = DQNConfig
+    default_env = "CartPole-v1"
+    default_steps = 50_000
+    presets = {
+        "CartPole-v1": {  # RL Zoo hyperparams/dqn.yml (5e4 steps)
+            "learning_rate": 2.3e-3,
+            "batch_size": 64,
+            "buffer_size": 100_000,
+            "learning_starts": 1_000,
+            "gamma": 0.99,
+            "target_update_interval": 10,
+            "train_freq": 256,
+            "gradient_steps": 128,
+            "exploration_fraction": 0.16,
+            "exploration_final_eps": 0.04,
+            "hidden_sizes": (256, 256),
+        },
+        "Acrobot-v1": {  # RL Zoo hyperparams/dqn.yml (1e5 steps; its gradient_steps=-1 is train_freq)
+            "learning_rate": 6.3e-4,
+            "batch_size": 128,
+            "buffer_size": 50_000,
+            "learning_starts": 0,
+            "gamma": 0.99,
+            "target_update_interval": 250,
+            "train_freq": 4,
+            "gradient_steps": 4,
+            "exploration_fraction": 0.12,
+            "exploration_final_eps": 0.1,
+            "hidden_sizes": (256, 256),
+        },
+        "ALE/Pong-v5": dict(_ATARI),
+        "ALE/Breakout-v5": dict(_ATARI),
+    }
+
+    @classmethod
+    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
+        require_discrete("dqn", action_space, "action")
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise IncompatibleEnvError(f"dqn needs a Box observation space (vector or frames), not {observation_space}")
+
+    def __init__(self, config: DQNConfig, observation_space, action_space, **kwargs):
+        super().__init__(config, observation_space, action_space, **kwargs)
+        self.n_actions = int(action_space.n)
+        self.q_network = self._build_network().to(self.device)
+        self.target_network = self._build_network().to(self.device)
+        self.target_network.load_state_dict(self.q_network.state_dict())
+        self.target_network.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=config.learning_rate)
+        shape = observation_space.shape
+        stack = shape[0] if is_image_space(observation_space) and len(shape) == 3 else 1
+        self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack)
+        self.steps = 0
+        self.updates = 0
+        self.exploration_steps = 1
+
+    def _build_network(self) -> QNetwork:
+        c = self.config
+        return QNetwork(self.observation_space, self.n_actions, tuple(c.hidden_sizes), c.dueling)
+
+    # Acting ---------------------------------------------------------------------------------------
+    @property
+    def epsilon(self) -> float:
+        c = self.config
+        return linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, self.exploration_steps, self.steps)
+
+    def _greedy(self, observation: Any) -> int:
+        with torch.inference_mode():
+            obs = torch.as_tensor(np.asarray(observation), device=self.device).unsqueeze(0)
+            return int(self.q_network(obs).argmax(dim=1).item())
+
+    def act(self, observation: Any, state: Any = None) -> tuple[int, Any]:
+        return self._greedy(observation), state
+
+    def explore(self, observation: Any) -> int:
+        if self.rng.random() < self.epsilon:
+            return int(self.rng.integers(self.n_actions))
+        return self._greedy(observation)
+
+    # Learning -------------------------------------------------------------------------------------
+    def learn(self, ctx: TrainContext) -> None:
+        if self.device.type == "cpu":
+            default = min(4, usable_cores()) if is_image_space(self.observation_space) else 1
+            threads = self.config.torch_threads or default
+            torch.set_num_threads(threads)
+        if self.steps == 0:
+            self.exploration_steps = max(1, int(self.config.exploration_fraction * ctx.total_steps))
+        super().learn(ctx)
+
+    def observe(self, observation, action, reward, next_observation, terminated, truncated):
+        c = self.config
+        if not self.replay.in_episode:
+            self.replay.start_episode(observation)
+        self.replay.add(action, reward, next_observation, terminated, truncated)
+        self.steps += 1
+        metrics = None
+        if self.steps > c.learning_starts and self.steps % c.train_freq == 0 and len(self.replay) >= c.batch_size:
+            losses = [self.update() for _ in range(c.gradient_steps)]
+            metrics = {"losses/td_huber": float(np.mean(losses)), "charts/epsilon": self.epsilon}
+        if self.steps % c.target_update_interval == 0:
+            self.sync_target()
+        return metrics
+
+    def _to_tensors(self, batch: ReplayBatch) -> list[torch.Tensor]:
+        # from_numpy shares memory; `.to` copies only when the device is not the CPU.
+        return [torch.from_numpy(array).to(self.device, non_blocking=True) for array in batch]
+
+    def loss(self, batch: ReplayBatch) -> torch.Tensor:
+        """Huber loss between Q(s, a) and the (n-step, optionally Double DQN) TD target."""
+        obs, actions, returns, next_obs, terminated, discounts = self._to_tensors(batch)
+        with torch.no_grad():
+            next_q_target = self.target_network(next_obs)
+            next_q_online = self.q_network(next_obs) if self.config.double_q else None
+            targets = td_targets(returns, terminated, discounts, next_q_online, next_q_target)
+        q_taken = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        return F.smooth_l1_loss(q_taken, targets)
+
+    def update(self) -> float:
+        """One gradient step on a replay batch; returns the loss."""
+        c = self.config
+        batch = self.replay.sample(c.batch_size, self.rng, n_step=c.n_step, gamma=c.gamma)
+        loss = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        return float(loss.detach())
+
+    def sync_target(self) -> None:
+        with torch.no_grad():
+            if self.config.tau >= 1.0:
+                self.target_network.load_state_dict(self.q_network.state_dict())
+                return
+            for target, online in zip(self.target_network.parameters(), self.q_network.parameters(), strict=True):
+                target.lerp_(online, self.config.tau)
+
+    # Persistence ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "q_network": self.q_network.state_dict(),
+            "target_network": self.target_network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+            "updates": self.updates,
+            "exploration_steps": self.exploration_steps,
+            "rng": generator_state(self.rng),
+        }
+        if self.config.save_replay:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q_network.load_state_dict(state["q_network"])
+        self.target_network.load_state_dict(state["target_network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
+        self.updates = int(state["updates"])
+        self.exploration_steps = int(state["exploration_steps"])
+        set_generator_state(self.rng, state["rng"])
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])

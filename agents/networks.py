@@ -1,0 +1,84 @@
+"""Network builders shared by the deep agents: an MLP for vector observations and the Nature CNN for
+stacks of 84x84 frames, picked from the observation space by `make_torso`.
+
+A torso maps a batch of observations to a flat feature vector; each agent puts its own heads on top
+(Q-values, a policy, a value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+
+def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int | None = None) -> nn.Sequential:
+    """Linear+ReLU layers of `hidden_sizes`; a final plain Linear to `out_features` when given."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    if out_features is not None:
+        layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+class NatureCNN(nn.Module):
+    """The convolutional torso of Mnih et al. (2015): 32 8x8/4, 64 4x4/2, 64 3x3/1, then 512 units.
+
+    Input: (batch, channels, H, W) uint8 frames (a 2-D (batch, H, W) input gets one channel); they
+    are scaled to [0, 1] here so replay buffers keep the compact uint8 form. Output: (batch, 512).
+    """
+
+    def __init__(self, in_channels: int, height: int = 84, width: int = 84, features: int = 512):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, in_channels, height, width)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
+        self.out_features = features
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.dim() == 3:
+            frames = frames.unsqueeze(1)
+        return self.fc(self.convs(frames.float() / 255.0))
+
+
+class FlatMLP(nn.Module):
+    """An MLP torso that flattens (batch, *obs_shape) float observations first. Output: (batch, last)."""
+
+    def __init__(self, in_features: int, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.body = mlp(in_features, hidden_sizes)
+        self.out_features = hidden_sizes[-1] if hidden_sizes else in_features
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.body(observations.flatten(1).float())
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """uint8 boxes of 2 or 3 dimensions are frames (Atari `dqn`, VizDoom `doom`)."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3)
+
+
+def make_torso(space: gym.Space, hidden_sizes: Sequence[int]) -> nn.Module:
+    """Nature CNN for image stacks, else an MLP with `hidden_sizes`; `.out_features` gives its width."""
+    shape = space.shape
+    if is_image_space(space):
+        channels = shape[0] if len(shape) == 3 else 1
+        return NatureCNN(channels, shape[-2], shape[-1])
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"no torso for observation space {space}")
+    return FlatMLP(int(np.prod(shape)), hidden_sizes)

@@ -1,0 +1,309 @@
+"""Benchmark (not a test): our DQN against Stable-Baselines3's DQN with matched hyperparameters.
+
+1. CartPole-v1: training wall seconds and env steps until a greedy evaluation first reaches 475,
+   and the final greedy return (evaluation time is not counted as training time).
+2. ALE/Pong-v5: training steps/s over a window after learning starts, ours, SB3's, and a ceiling:
+   one Nature-CNN batch-32 update in plain torch, at one update per 4 env steps.
+3. Replay memory for 1M Atari transitions: ours (frames stored once) vs SB3's ReplayBuffer with
+   optimize_memory_usage, from the allocated array sizes.
+
+    python bench/bench_dqn.py --quick        # a few minutes on 2 cores
+    python bench/bench_dqn.py --seeds 1 2 3  # full CartPole runs
+
+Ctrl-C skips to the table with what was measured. Needs `pip install stable-baselines3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.dqn import DQNAgent, DQNConfig, usable_cores  # noqa: E402
+from agents.networks import NatureCNN  # noqa: E402
+from agents.replay import ReplayBuffer  # noqa: E402
+from envs import EnvConfig, make_env, spaces_of  # noqa: E402
+from trainer.config import build_config  # noqa: E402
+from trainer.evaluation import evaluate_agent  # noqa: E402
+
+CARTPOLE = DQNAgent.presets["CartPole-v1"]
+SB3_KEYS = (
+    "learning_rate",
+    "batch_size",
+    "buffer_size",
+    "learning_starts",
+    "gamma",
+    "target_update_interval",
+    "train_freq",
+    "gradient_steps",
+    "exploration_fraction",
+    "exploration_final_eps",
+    "max_grad_norm",
+)
+
+
+def sb3_kwargs(config: DQNConfig) -> dict:
+    kwargs = {k: getattr(config, k) for k in SB3_KEYS}
+    kwargs["policy_kwargs"] = {"net_arch": list(config.hidden_sizes)}
+    return kwargs
+
+
+def ours_cartpole(seed: int, steps: int, eval_every: int, episodes: int) -> dict:
+    """Our agent in the same loop as StepwiseAgent.learn, paused for greedy evaluations."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    env_config = EnvConfig("CartPole-v1")
+    config = build_config(DQNConfig, CARTPOLE, {"double_q": False})  # SB3's DQN has no Double DQN
+    agent = DQNAgent(config, *spaces_of(env_config), seed=seed)
+    agent.exploration_steps = int(config.exploration_fraction * steps)
+    env = make_env(env_config, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    wall, solved, last = 0.0, None, float("nan")
+    started = time.perf_counter()
+    for step in range(1, steps + 1):
+        action = agent.explore(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        agent.observe(obs, action, float(reward), next_obs, terminated, truncated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+        if step % eval_every == 0 or step == steps:
+            wall += time.perf_counter() - started
+            last = float(evaluate_agent(agent, env_config, episodes=episodes, seed=10_000).mean())
+            print(f"  ours  seed {seed} step {step:6d} train {wall:6.1f}s greedy {last:6.1f}", flush=True)
+            if solved is None and last >= 475:
+                solved = (step, wall)
+            started = time.perf_counter()
+    return {"solved": solved, "final": last, "wall": wall}
+
+
+def sb3_cartpole(seed: int, steps: int, eval_every: int, episodes: int) -> dict:
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    torch.set_num_threads(1)
+    config = build_config(DQNConfig, CARTPOLE)
+    out = {"solved": None, "final": float("nan"), "wall": 0.0}
+
+    class Evaluate(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.started = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % eval_every == 0 or self.num_timesteps == steps:
+                out["wall"] += time.perf_counter() - self.started
+                out["final"] = sb3_greedy_return(self.model, episodes)
+                print(
+                    f"  sb3   seed {seed} step {self.num_timesteps:6d} train {out['wall']:6.1f}s "
+                    f"greedy {out['final']:6.1f}",
+                    flush=True,
+                )
+                if out["solved"] is None and out["final"] >= 475:
+                    out["solved"] = (self.num_timesteps, out["wall"])
+                self.started = time.perf_counter()
+            return True
+
+    model = DQN("MlpPolicy", gym.make("CartPole-v1"), seed=seed, device="cpu", verbose=0, **sb3_kwargs(config))
+    model.learn(steps, callback=Evaluate())
+    return out
+
+
+def sb3_greedy_return(model, episodes: int) -> float:
+    env = make_env(EnvConfig("CartPole-v1"), mode="eval")
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=10_000 + episode)
+        done, info = False, {}
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, _, terminated, truncated, info = env.step(int(action))
+            done = terminated or truncated
+        returns.append(info["episode"]["r"])
+    env.close()
+    return float(np.mean(returns))
+
+
+def pong_config(warmup: int, buffer: int) -> DQNConfig:
+    return build_config(DQNConfig, DQNAgent.presets["ALE/Pong-v5"], {"learning_starts": warmup, "buffer_size": buffer})
+
+
+def ours_pong_sps(warmup: int, window: int, buffer: int, device: str) -> float:
+    env_config = EnvConfig("ALE/Pong-v5")
+    config = pong_config(warmup, buffer)
+    agent = DQNAgent(config, *spaces_of(env_config), seed=0, device=device)
+    # SB3 decays epsilon over exploration_fraction of the steps it is asked for: the same here.
+    agent.exploration_steps = int(config.exploration_fraction * (warmup + window))
+    env = make_env(env_config, seed=0)
+    obs, _ = env.reset(seed=0)
+    for step in range(warmup + window):
+        if step == warmup:
+            started = time.perf_counter()
+        action = agent.explore(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        agent.observe(obs, action, float(reward), next_obs, terminated, truncated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return window / (time.perf_counter() - started)
+
+
+def sb3_pong_sps(warmup: int, window: int, buffer: int, device: str) -> float:
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    times = {}
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps in (warmup, warmup + window):
+                times[self.num_timesteps] = time.perf_counter()
+            return True
+
+    env = make_env(EnvConfig("ALE/Pong-v5"), seed=0)
+    kwargs = sb3_kwargs(pong_config(warmup, buffer))
+    kwargs.pop("policy_kwargs")
+    model = DQN("CnnPolicy", env, seed=0, device=device, verbose=0, **kwargs)
+    model.learn(warmup + window, callback=Clock())
+    return window / (times[warmup + window] - times[warmup])
+
+
+def ceiling_sps(device: str, repeats: int = 30) -> float:
+    """One plain-torch Nature-CNN DQN update (online fwd+bwd, target fwd, Adam), batch 32."""
+    online = torch.nn.Sequential(NatureCNN(4), torch.nn.Linear(512, 6)).to(device)
+    target = torch.nn.Sequential(NatureCNN(4), torch.nn.Linear(512, 6)).to(device)
+    optimizer = torch.optim.Adam(online.parameters(), lr=1e-4)
+    obs = torch.randint(0, 255, (32, 4, 84, 84), dtype=torch.uint8, device=device)
+    actions = torch.zeros(32, 1, dtype=torch.int64, device=device)
+
+    def update() -> None:
+        with torch.no_grad():
+            y = target(obs).max(1).values
+        loss = torch.nn.functional.smooth_l1_loss(online(obs).gather(1, actions).squeeze(1), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):
+        update()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        update()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 4 / ((time.perf_counter() - started) / repeats)
+
+
+def replay_gib() -> tuple[float, float]:
+    """1M Atari transitions: our buffer vs SB3's optimize_memory_usage buffer (arrays' nbytes)."""
+    import gymnasium as gym
+
+    ours = ReplayBuffer(1_000_000, (4, 84, 84), np.uint8, frame_stack=4).nbytes
+    try:
+        from stable_baselines3.common.buffers import ReplayBuffer as SB3Buffer
+
+        # np.zeros only reserves pages, so this does not touch 26 GiB of memory.
+        sb3 = SB3Buffer(
+            1_000_000,
+            gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
+            gym.spaces.Discrete(6),
+            device="cpu",
+            optimize_memory_usage=True,
+            handle_timeout_termination=False,
+        )
+        theirs = sum(a.nbytes for a in (sb3.observations, sb3.actions, sb3.rewards, sb3.dones))
+    except (MemoryError, ImportError):
+        theirs = 1_000_000 * (4 * 84 * 84 + 8 + 4 + 4)  # the same arrays, from their shapes
+    return ours / 2**30, theirs / 2**30
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 30k CartPole steps, short Pong window")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--cartpole-steps", type=int, default=50_000)
+    parser.add_argument("--eval-every", type=int, default=2_500)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--pong-warmup", type=int, default=5_000)
+    parser.add_argument("--pong-window", type=int, default=5_000)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["cartpole", "pong", "memory", "sb3"])
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.cartpole_steps, args.eval_episodes = args.seeds[:1], 30_000, 5
+        args.pong_warmup, args.pong_window = 1_000, 1_000
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        if "memory" not in args.skip:
+            ours, theirs = replay_gib()
+            rows.append(("replay 1M Atari (GiB)", f"{ours:.2f}", f"{theirs:.2f}", f"{ours / theirs:.2f}"))
+        if "cartpole" not in args.skip:
+            cartpole(args, rows)
+        if "pong" not in args.skip:
+            pong(args, rows)
+    except KeyboardInterrupt:
+        print("\ninterrupted: table of what was measured so far")
+    print(f"\n{'measure':<34} {'ours':>10} {'sb3':>10} {'ours/sb3':>9}")
+    for row in rows:
+        print(f"{row[0]:<34} {row[1]:>10} {row[2]:>10} {row[3]:>9}")
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "never" if value is None else format(value, spec)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+
+def cartpole(args: argparse.Namespace, rows: list) -> None:
+    for seed in args.seeds:
+        print(f"CartPole-v1 seed {seed}, {args.cartpole_steps} steps", flush=True)
+        ours = ours_cartpole(seed, args.cartpole_steps, args.eval_every, args.eval_episodes)
+        sb3 = (
+            None if "sb3" in args.skip else sb3_cartpole(seed, args.cartpole_steps, args.eval_every, args.eval_episodes)
+        )
+        o_steps, o_wall = ours["solved"] or (None, None)
+        s_steps, s_wall = (sb3 or {}).get("solved") or (None, None)
+        rows.append(
+            (f"CartPole s{seed} steps to 475", _fmt(o_steps, "d"), _fmt(s_steps, "d"), _ratio(o_steps, s_steps))
+        )
+        rows.append((f"CartPole s{seed} train s to 475", _fmt(o_wall), _fmt(s_wall), _ratio(o_wall, s_wall)))
+        rows.append(
+            (
+                f"CartPole s{seed} train s total",
+                _fmt(ours["wall"]),
+                _fmt(sb3 and sb3["wall"]),
+                _ratio(ours["wall"], sb3 and sb3["wall"]),
+            )
+        )
+        rows.append(
+            (
+                f"CartPole s{seed} final greedy",
+                _fmt(ours["final"]),
+                _fmt(sb3 and sb3["final"]),
+                _ratio(ours["final"], sb3 and sb3["final"]),
+            )
+        )
+
+
+def pong(args: argparse.Namespace, rows: list) -> None:
+    buffer = max(10_000, args.pong_warmup + args.pong_window)
+    torch.set_num_threads(min(4, usable_cores()))  # what DQNAgent.learn picks for the CNN
+    print(f"Pong SPS: warm-up {args.pong_warmup}, window {args.pong_window}, device {args.device}", flush=True)
+    ceiling = ceiling_sps(args.device)
+    print(f"  ceiling {ceiling:.0f} steps/s", flush=True)
+    ours = ours_pong_sps(args.pong_warmup, args.pong_window, buffer, args.device)
+    print(f"  ours {ours:.0f} steps/s", flush=True)
+    sb3 = None if "sb3" in args.skip else sb3_pong_sps(args.pong_warmup, args.pong_window, buffer, args.device)
+    print(f"  sb3 {_fmt(sb3, '.0f')} steps/s", flush=True)
+    rows.append(("Pong train steps/s", f"{ours:.0f}", _fmt(sb3, ".0f"), _ratio(ours, sb3)))
+    rows.append(("Pong ceiling steps/s (plain torch)", f"{ceiling:.0f}", "", f"{ours / ceiling:.2f}"))
+
+
+if __name__ == "__main__":
+    main()
