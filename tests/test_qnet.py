@@ -29,7 +29,7 @@ def test_one_gradient_step_on_the_squared_td_error_by_hand():
     agent = make_agent(learning_rate=0.1, learning_rate_end=0.1, gamma=0.9)
     # Q(s0, a1) = 2; target = 1 + 0.9 * max(1, 3) = 3.7; loss = (3.7 - 2)^2 = 2.89
     loss = agent.td_loss(0, 1, 1.0, 2, terminated=False)
-    assert float(loss) == pytest.approx(2.89)
+    assert loss.item() == pytest.approx(2.89)
     agent.observe(0, 1, 1.0, 2, terminated=False, truncated=False)
     # dL/dW[1, 0] = -2 * 1.7; SGD: 2 + 0.1 * 3.4 = 2.34; nothing else moves.
     assert agent.q_network.weight[1, 0].item() == pytest.approx(2.34)
