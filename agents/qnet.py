@@ -10,51 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from agents.base import StepwiseAgent, require_discrete
-from agents.schedules import linear_schedule
-from trainer.errors import ConfigError
+from agents.tabular import DiscreteQAgent, DiscreteQConfig
 from trainer.seeding import generator_state, set_generator_state
 
 
 @dataclass(frozen=True)
-class QNetConfig:
-    learning_rate: float = 0.1
-    """SGD step size (the tutorial's 0.1)."""
-    learning_rate_end: float = 0.01
-    """Step size after `decay_steps`; decaying it lets the weights settle on slippery ice."""
-    gamma: float = 0.99
-    """Discount (the tutorial's 0.99)."""
-    epsilon_start: float = 1.0
-    """Probability of a random action at the start."""
-    epsilon_end: float = 0.05
-    """Probability of a random action after `decay_steps`."""
-    decay_steps: int = 100_000
-    """Steps over which epsilon and the learning rate decay linearly."""
+class QNetConfig(DiscreteQConfig):
     init_scale: float = 0.01
     """Weights start uniform in [0, init_scale) as in the tutorial."""
 
-    def validate(self) -> None:
-        if self.learning_rate <= 0 or self.learning_rate_end <= 0:
-            raise ConfigError("learning_rate and learning_rate_end must be positive")
-        if not 0 <= self.gamma <= 1:
-            raise ConfigError("gamma must be in [0, 1]")
 
-
-class QNetworkAgent(StepwiseAgent):
+class QNetworkAgent(DiscreteQAgent):
     name = "qnet"
     Config = QNetConfig
-    default_env = "FrozenLake-v1"
-    default_steps = 150_000
-
-    @classmethod
-    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
-        require_discrete("qnet (one-hot states)", observation_space, "observation")
-        require_discrete("qnet", action_space, "action")
 
     def __init__(self, config: QNetConfig, observation_space, action_space, **kwargs):
         super().__init__(config, observation_space, action_space, **kwargs)
@@ -63,30 +35,17 @@ class QNetworkAgent(StepwiseAgent):
         with torch.no_grad():
             generator = torch.Generator().manual_seed(self.seed)
             self.q_network.weight.uniform_(0.0, config.init_scale, generator=generator)
-        # The network is tiny: the CPU beats any kernel launch, whatever --device says.
+        # The network is tiny: one-state updates on the CPU beat any kernel launch, whatever --device says.
         self.optimizer = torch.optim.SGD(self.q_network.parameters(), lr=config.learning_rate)
-        self.steps = 0
         self._eye = torch.eye(self.n_states)
-
-    @property
-    def epsilon(self) -> float:
-        c = self.config
-        return linear_schedule(c.epsilon_start, c.epsilon_end, c.decay_steps, self.steps)
 
     def q_values(self, state: int) -> torch.Tensor:
         """(n_actions,) float32 Q-values of one discrete state."""
         return self.q_network(self._eye[state])
 
-    def act(self, observation: Any, state: Any = None) -> tuple[int, Any]:
+    def q_row(self, state: int) -> np.ndarray:
         with torch.inference_mode():
-            return int(self.q_values(int(observation)).argmax()), state
-
-    def explore(self, observation: Any) -> int:
-        if self.rng.random() < self.epsilon:
-            return int(self.rng.integers(self.action_space.n))
-        with torch.inference_mode():
-            q = self.q_values(int(observation)).numpy()
-        return int(self.rng.choice(np.flatnonzero(q == q.max())))
+            return self.q_values(state).numpy()
 
     def td_loss(self, s: int, a: int, reward: float, s_next: int, terminated: bool) -> torch.Tensor:
         """Squared TD error of one transition; the target is held fixed (no gradient through it)."""
@@ -96,9 +55,8 @@ class QNetworkAgent(StepwiseAgent):
         return (target - self.q_values(s)[a]).pow(2)
 
     def observe(self, observation, action, reward, next_observation, terminated, truncated):
-        c = self.config
         for group in self.optimizer.param_groups:
-            group["lr"] = linear_schedule(c.learning_rate, c.learning_rate_end, c.decay_steps, self.steps)
+            group["lr"] = self.learning_rate
         loss = self.td_loss(int(observation), int(action), reward, int(next_observation), terminated)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -112,20 +112,22 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def field_docs(config_cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field, read from the source (as CleanRL's tyro shows them)."""
+    """The docstring under each dataclass field, read from the source of the class and its bases."""
     import inspect
 
-    try:
-        source = inspect.getsource(config_cls)
-    except (OSError, TypeError):
-        return {}
-    tree = ast.parse(source).body[0]
     docs: dict[str, str] = {}
-    body = getattr(tree, "body", [])
-    for node, after in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(after, ast.Expr) and isinstance(getattr(after, "value", None), ast.Constant):
-                docs[node.target.id] = " ".join(str(after.value.value).split())
+    for cls in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            tree = ast.parse(inspect.getsource(cls)).body[0]
+        except (OSError, TypeError, IndexError):
+            continue
+        body = getattr(tree, "body", [])
+        for node, after in zip(body, body[1:], strict=False):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if isinstance(after, ast.Expr) and isinstance(getattr(after, "value", None), ast.Constant):
+                    docs[node.target.id] = " ".join(str(after.value.value).split())
     return docs
 
 
