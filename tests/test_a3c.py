@@ -131,6 +131,10 @@ def test_config_rejects_bad_values():
     with pytest.raises(SuiteError):
         build_config(A3CConfig, {"t_max": 0})
     assert A3CAgent.env_config("VizdoomBasic-v1", A3CConfig()).frame_stack == 1
+    assert A3CAgent.env_config("VizdoomBasic-v1", A3CConfig()).frame_skip == 4  # 0 keeps the env default
+    assert A3CAgent.env_config("VizdoomBasic-v1", A3CConfig(frame_skip=10)).frame_skip == 10
+    with pytest.raises(SuiteError):
+        build_config(A3CConfig, {"frame_skip": -1})
 
 
 # Ray backend ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ weights in shared host memory, and per-step batch-1 inference gains nothing from
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -52,14 +52,17 @@ class A3CConfig:
     """Width of the FC layer after the convs, or of the MLP body for vector observations."""
     lstm_size: int = 256
     """LSTM cells after the body (0 = no LSTM)."""
+    frame_skip: int = 0
+    """Tics each action repeats for in VizDoom/Atari (0 = the env default, 4). Coarser steps shorten the
+    credit-assignment horizon: the ViZDoom DQN example repeats each action 12 tics on Basic."""
     backend: Literal["local", "ray"] = "local"
     """`local`: Hogwild processes on this machine; `ray`: Ray actors and a parameter server."""
     ray_address: str = ""
     """Ray cluster to join (empty: $RAY_ADDRESS, else a local Ray started for the run)."""
 
     def validate(self) -> None:
-        if self.num_workers < 0 or self.t_max < 1:
-            raise ConfigError("num_workers must be >= 0 and t_max >= 1")
+        if self.num_workers < 0 or self.t_max < 1 or self.frame_skip < 0:
+            raise ConfigError("num_workers and frame_skip must be >= 0 and t_max >= 1")
         if self.learning_rate <= 0 or self.reward_scale <= 0 or self.max_grad_norm <= 0:
             raise ConfigError("learning_rate, reward_scale and max_grad_norm must be positive")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
@@ -83,7 +86,9 @@ class A3CAgent(Agent):
     def env_config(cls, env_id: str, config: A3CConfig) -> EnvConfig:
         # The LSTM carries the history, so one 84x84 frame per step (the tutorial's input) is enough.
         env = EnvConfig(env_id)
-        return EnvConfig(env_id, frame_stack=1) if env.family in ("vizdoom", "atari") else env
+        if env.family not in ("vizdoom", "atari"):
+            return env
+        return replace(env, frame_stack=1, frame_skip=config.frame_skip or env.frame_skip)
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
