@@ -165,6 +165,26 @@ def test_nature_cnn_forward_on_fake_image_space():
     assert np.isfinite(agent.update())
 
 
+def test_learning_rate_anneals_linearly_over_the_run_only_when_asked():
+    space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def lr_after_update(final: float, steps: int, schedule_steps: int) -> float:
+        agent = DQNAgent(
+            DQNConfig(learning_rate=1e-3, final_learning_rate=final, batch_size=2), space, gym.spaces.Discrete(2)
+        )
+        agent.replay.start_episode(np.zeros(1, np.float32))
+        for _ in range(3):
+            agent.replay.add(0, 1.0, np.zeros(1, np.float32), False, False)
+        agent.steps, agent.schedule_steps = steps, schedule_steps
+        agent.update()
+        return agent.optimizer.param_groups[0]["lr"]
+
+    assert lr_after_update(0.0, 500, 1000) == pytest.approx(5e-4)
+    assert lr_after_update(0.0, 1000, 1000) == pytest.approx(0.0)
+    assert lr_after_update(-1.0, 500, 1000) == pytest.approx(1e-3)  # constant when not asked
+    assert lr_after_update(0.0, 500, 0) == pytest.approx(1e-3)  # outside a run: left alone
+
+
 def test_presets_are_valid_configs():
     for preset in DQNAgent.presets.values():
         build_config(DQNConfig, preset)
