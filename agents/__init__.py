@@ -12,10 +12,10 @@ from trainer.errors import UnknownAgentError
 AGENTS: dict[str, str] = {
     "qtable": "agents.qtable:QTableAgent",
     "qnet": "agents.qnet:QNetworkAgent",
-    "neat": "agents.neat.agent:NeatAgent",
-    "a3c": "agents.a3c:A3CAgent",
     "dqn": "agents.dqn:DQNAgent",
     "pg": "agents.pg:PolicyGradientAgent",
+    "a3c": "agents.a3c:A3CAgent",
+    "neat": "agents.neat.agent:NeatAgent",
 }
 
 
