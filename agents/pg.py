@@ -263,9 +263,7 @@ class PolicyGradientAgent(Agent):
             torch.set_num_threads(previous_threads)
 
     def _record_episodes(self, ctx: TrainContext, infos: dict[str, Any]) -> None:
-        ctx.record_vector_info(infos)
-        for i in np.flatnonzero(infos.get("_episode", [])):
-            ret = float(infos["episode"]["r"][i])
+        for ret, _ in ctx.record_vector_info(infos):
             # Karpathy's running reward: an exponential average over episodes.
             self.running_return = ret if self.running_return is None else 0.99 * self.running_return + 0.01 * ret
             ctx.log({"charts/running_mean_return": self.running_return})

@@ -167,6 +167,11 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
     observations = np.random.default_rng(0).uniform(-2, 2, (200, 4)).astype(np.float32)
     assert [agent.act(o)[0] for o in observations] == [loaded.act(o)[0] for o in observations]
     assert loaded.updates == agent.updates and loaded.running_return == agent.running_return
+    # Karpathy's running reward over exactly the episodes the trainer recorded.
+    expected = result.episode_returns[0]
+    for ret in result.episode_returns[1:]:
+        expected = 0.99 * expected + 0.01 * ret
+    assert agent.running_return == pytest.approx(expected)
     assert len({agent.act(o)[0] for o in observations}) == 2  # a real comparison, not a constant
 
 
@@ -184,5 +189,6 @@ def test_pong_smoke(tmp_path):
     )
     agent = result.agent_object
     assert agent.updates >= 1 and result.episodes >= 1
+    assert agent.running_return is not None
     assert all(-21 <= r <= 21 for r in result.episode_returns)
     assert agent.act(np.zeros((80, 80), np.int8))[0] in (2, 3)

@@ -9,6 +9,7 @@ progress bar, checkpoints and stop decisions for all of them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +71,6 @@ class TrainContext:
         return make_vector_env(config, num_envs, seed=self.env_seed(), asynchronous=asynchronous)
 
     def _config_with(self, changes: dict[str, Any]) -> EnvConfig:
-        from dataclasses import replace
-
         return replace(self.env_config, **changes) if changes else self.env_config
 
     # Reporting --------------------------------------------------------------------------------
@@ -95,10 +94,13 @@ class TrainContext:
         if episode is not None:
             self.record_episode(float(episode["r"]), int(episode["l"]))
 
-    def record_vector_info(self, infos: dict[str, Any]) -> None:
-        """Same for a vector env's batched `infos`, whichever autoreset mode it uses."""
-        for episodic_return, length in finished_episodes(infos):
+    def record_vector_info(self, infos: dict[str, Any]) -> list[tuple[float, int]]:
+        """Same for a vector env's batched `infos`, whichever autoreset mode it uses; returns the
+        (return, length) of the episodes it recorded, for agents that keep their own statistics."""
+        episodes = finished_episodes(infos)
+        for episodic_return, length in episodes:
             self.record_episode(episodic_return, length)
+        return episodes
 
     def log(self, metrics: dict[str, float]) -> None:
         """Scalars averaged until the next flush, e.g. `{"losses/td": 0.3, "charts/epsilon": 0.1}`."""
