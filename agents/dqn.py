@@ -8,7 +8,6 @@ Defaults are RL Zoo's CartPole-v1 hyperparameters (rl-baselines3-zoo, hyperparam
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from agents.replay import ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
 from trainer.context import TrainContext
 from trainer.errors import ConfigError, IncompatibleEnvError
+from trainer.resources import torch_threads, usable_cores
 from trainer.seeding import generator_state, set_generator_state
 
 
@@ -145,14 +145,6 @@ def td_targets(
     return batch_returns + discounts * (1.0 - terminated) * next_value
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (os.cpu_count() counts the whole machine, even in a container)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 class DQNAgent(StepwiseAgent):
     name = "dqn"
     Config = DQNConfig
@@ -240,15 +232,14 @@ class DQNAgent(StepwiseAgent):
 
     # Learning -------------------------------------------------------------------------------------
     def learn(self, ctx: TrainContext) -> None:
-        if self.device.type == "cpu":
-            default = min(4, usable_cores()) if is_image_space(self.observation_space) else 1
-            threads = self.config.torch_threads or default
-            torch.set_num_threads(threads)
+        # Small MLP updates run fastest on one thread; the CNN's convolutions use a few cores.
+        default = min(4, usable_cores()) if is_image_space(self.observation_space) else 1
         if self.steps == 0:
             self.exploration_steps = max(1, int(self.config.exploration_fraction * ctx.total_steps))
         # The step size anneals towards this run's end, also when a resume extends the run.
         self.schedule_steps = max(1, ctx.total_steps)
-        super().learn(ctx)
+        with torch_threads(self.config.torch_threads or default, self.device):
+            super().learn(ctx)
 
     def observe(self, observation, action, reward, next_observation, terminated, truncated):
         c = self.config

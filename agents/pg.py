@@ -29,6 +29,7 @@ from envs import EnvConfig
 from envs.spec import env_family
 from trainer.context import TrainContext
 from trainer.errors import ConfigError, IncompatibleEnvError
+from trainer.resources import torch_threads
 from trainer.seeding import generator_state, set_generator_state
 
 # Karpathy's gradient-collection batch can reach ~10 games x ~8k steps; the backward pass runs over
@@ -237,10 +238,11 @@ class PolicyGradientAgent(Agent):
         return np.minimum((draws >= probs.cumsum(axis=1)).sum(axis=1), probs.shape[1] - 1)
 
     def learn(self, ctx: TrainContext) -> None:
+        with torch_threads(self.config.torch_threads, self.device):
+            self._learn(ctx)
+
+    def _learn(self, ctx: TrainContext) -> None:
         c = self.config
-        previous_threads = torch.get_num_threads()
-        if self.device.type == "cpu" and c.torch_threads > 0:
-            torch.set_num_threads(c.torch_threads)
         envs = ctx.make_vector_env(c.num_envs, asynchronous=c.asynchronous)
         buffer = EpisodeBuffer(c.num_envs)
         try:
@@ -260,7 +262,6 @@ class PolicyGradientAgent(Agent):
                     ctx.maybe_checkpoint()
         finally:
             envs.close()
-            torch.set_num_threads(previous_threads)
 
     def _record_episodes(self, ctx: TrainContext, infos: dict[str, Any]) -> None:
         for ret, _ in ctx.record_vector_info(infos):

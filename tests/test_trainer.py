@@ -152,3 +152,15 @@ def test_ctrl_c_stops_cleanly_writes_checkpoint_and_resumes(runs_dir):
     resumed = train("qnet", steps=paused + 2000, resume=events, progress=False)
     assert resumed.global_step == paused + 2000
     assert os.path.exists(events / "checkpoints" / "latest.pt")
+
+
+def test_torch_thread_limit_is_restored_and_ignored_off_the_cpu():
+    from trainer.resources import torch_threads, usable_cores
+
+    before = torch.get_num_threads()
+    with torch_threads(1, torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(1, torch.device("cuda")):
+        assert torch.get_num_threads() == before
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)

@@ -9,7 +9,6 @@ weights in shared host memory, and per-step batch-1 inference gains nothing from
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ from agents.base import Agent, require_discrete
 from envs import EnvConfig
 from trainer.context import TrainContext
 from trainer.errors import ConfigError, IncompatibleEnvError
+from trainer.resources import usable_cores
 from trainer.seeding import generator_state, set_generator_state
 
 
@@ -107,7 +107,7 @@ class A3CAgent(Agent):
 
     @property
     def num_workers(self) -> int:
-        return self.config.num_workers or os.cpu_count() or 1
+        return self.config.num_workers or usable_cores()
 
     def learn(self, ctx: TrainContext) -> None:
         if self.config.backend == "ray":

@@ -16,6 +16,7 @@ from agents.neat.network import PopulationNetwork
 from envs import EnvConfig, make_vector_env
 from envs.spec import check_env_id
 from trainer.errors import IncompatibleEnvError
+from trainer.resources import usable_cores
 
 
 class ActionMap:
@@ -141,9 +142,7 @@ class ParallelRollout:
 def make_rollout(env_config: EnvConfig, n_genomes: int, episodes: int, seed: int, recurrent: bool, workers: int):
     """A `ParallelRollout` for envs gymnasium cannot vectorize when `workers` > 1 (0: one per core),
     else one in-process `BatchRollout`."""
-    import os
-
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cores()
     if workers > 1 and not is_vectorized(env_config):
         return ParallelRollout(env_config, n_genomes, episodes, seed, recurrent, min(workers, n_genomes))
     return BatchRollout(env_config, n_genomes, episodes, seed, recurrent)
