@@ -137,17 +137,38 @@ def make_vector_env(
     seed: int,
     mode: Mode = "train",
     asynchronous: bool = False,
+    numpy_vectorized: bool = False,
+    record_statistics: bool = True,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies seeded `seed, seed+1, ...`; asynchronous puts each in its own process so
-    that preprocessing runs there and only the small observation is sent back."""
+    that preprocessing runs there and only the small observation is sent back.
+
+    `numpy_vectorized` uses gymnasium's own numpy implementation of the whole batch where the id has
+    one (CartPole, ...; see `has_numpy_vectorization`): one array step for every copy instead of a
+    Python env per copy. It keeps gymnasium's autoreset mode; `finished_episodes` reads either.
+    `record_statistics=False` leaves its episode statistics out, for callers that sum rewards
+    themselves (the wrapper costs about as much as a numpy CartPole step).
+    """
     if isinstance(config, str):
         config = EnvConfig(config)
     check_env_id(config.env_id)
+    if numpy_vectorized and has_numpy_vectorization(config):
+        envs = gym.make_vec(config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+        envs.action_space.seed(seed)
+        return gym.wrappers.vector.RecordEpisodeStatistics(envs) if record_statistics else envs
     fns = [env_thunk(config, seed + i, mode) for i in range(num_envs)]
     if asynchronous:
         with _workers_ignore_ctrl_c():
             return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def has_numpy_vectorization(config: EnvConfig) -> bool:
+    """Does gymnasium implement this id for a whole batch in numpy (a vector entry point)? Only for
+    plain classic envs: preprocessing wrappers exist per env, not per batch."""
+    check_env_id(config.env_id)
+    plain = config.family == "classic" and config.resolved_preprocessing() == "none"
+    return plain and gym.spec(config.env_id).vector_entry_point is not None
 
 
 @contextmanager

@@ -125,3 +125,30 @@ def test_qtable_refuses_continuous_observations():
     env = make_env("CartPole-v1")
     with pytest.raises(IncompatibleEnvError, match="discrete observation space"):
         QTableAgent.check_spaces(env.observation_space, env.action_space)
+
+
+def test_numpy_vectorized_batch_where_gymnasium_has_one():
+    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+    from envs.factory import has_numpy_vectorization
+
+    assert has_numpy_vectorization(EnvConfig("CartPole-v1"))
+    assert not has_numpy_vectorization(EnvConfig("ALE/Pong-v5"))
+    envs = make_vector_env("CartPole-v1", 64, seed=0, numpy_vectorized=True)
+    assert isinstance(envs.unwrapped, CartPoleVectorEnv)
+    envs.reset(seed=0)
+    lengths = []
+    for _ in range(100):
+        _, _, terminated, truncated, infos = envs.step(envs.action_space.sample())
+        episodes = finished_episodes(infos)
+        assert len(episodes) == int((terminated | truncated).sum())
+        lengths += [length for _, length in episodes]
+    envs.close()
+    assert lengths and all(0 < n <= 100 for n in lengths)
+    bare = make_vector_env("CartPole-v1", 4, seed=0, numpy_vectorized=True, record_statistics=False)
+    assert isinstance(bare, CartPoleVectorEnv)
+    bare.close()
+    # Without a numpy implementation the flag falls back to one env per copy.
+    fallback = make_vector_env("FrozenLake-v1", 2, seed=0, numpy_vectorized=True)
+    assert isinstance(fallback, gym.vector.SyncVectorEnv)
+    fallback.close()

@@ -14,7 +14,7 @@ import numpy as np
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
 from envs import EnvConfig, make_vector_env
-from envs.spec import check_env_id
+from envs.factory import has_numpy_vectorization
 from trainer.errors import IncompatibleEnvError
 from trainer.resources import usable_cores
 
@@ -43,27 +43,16 @@ class ActionMap:
         return actions.reshape(len(outputs), *self.space.shape).astype(self.space.dtype)
 
 
-def is_vectorized(env_config: EnvConfig) -> bool:
-    """Does gymnasium have a numpy-vectorized implementation (a vector entry point) of this env?"""
-    check_env_id(env_config.env_id)
-    plain = env_config.family == "classic" and env_config.resolved_preprocessing() == "none"
-    return plain and gym.spec(env_config.env_id).vector_entry_point is not None
-
-
-def make_batch_env(env_config: EnvConfig, num_envs: int, seed: int) -> gym.vector.VectorEnv:
-    """`num_envs` copies: numpy-vectorized when gymnasium has a vector entry point for the id."""
-    if is_vectorized(env_config):
-        return gym.make_vec(env_config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    return make_vector_env(env_config, num_envs, seed=seed)
-
-
 class BatchRollout:
     """Plays `n_genomes * episodes` episodes at once. Env slot `g * episodes + k` is genome g's
     episode k; a slot whose episode ended is ignored until every episode of the batch has ended."""
 
     def __init__(self, env_config: EnvConfig, n_genomes: int, episodes: int, seed: int, recurrent: bool = False):
         self.n_genomes, self.episodes, self.recurrent = n_genomes, episodes, recurrent
-        self.env = make_batch_env(env_config, n_genomes * episodes, seed)
+        # Returns are summed here per slot, so the numpy batch needs no statistics wrapper.
+        self.env = make_vector_env(
+            env_config, n_genomes * episodes, seed=seed, numpy_vectorized=True, record_statistics=False
+        )
         self.actions = ActionMap(self.env.single_action_space)
         self.n_inputs = int(np.prod(self.env.single_observation_space.shape))
 
@@ -143,6 +132,6 @@ def make_rollout(env_config: EnvConfig, n_genomes: int, episodes: int, seed: int
     """A `ParallelRollout` for envs gymnasium cannot vectorize when `workers` > 1 (0: one per core),
     else one in-process `BatchRollout`."""
     workers = workers or usable_cores()
-    if workers > 1 and not is_vectorized(env_config):
+    if workers > 1 and not has_numpy_vectorization(env_config):
         return ParallelRollout(env_config, n_genomes, episodes, seed, recurrent, min(workers, n_genomes))
     return BatchRollout(env_config, n_genomes, episodes, seed, recurrent)
