@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.base import StepwiseAgent, require_discrete
-from agents.networks import is_image_space, make_torso
+from agents.networks import adam, is_image_space, make_torso
 from agents.replay import ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
 from trainer.context import TrainContext
@@ -198,7 +198,7 @@ class DQNAgent(StepwiseAgent):
         self.target_network = self._build_network().to(self.device)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=config.learning_rate)
+        self.optimizer = adam(self.q_network.parameters(), config.learning_rate)
         shape = observation_space.shape
         stack = shape[0] if is_image_space(observation_space) and len(shape) == 3 else 1
         self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack)

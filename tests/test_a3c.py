@@ -143,7 +143,7 @@ def test_ray_backend_on_a_two_node_cluster(tmp_path):
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    from agents.a3c.ray_backend import REPO_ROOT
+    from agents.ray_cluster import REPO_ROOT
 
     # One CPU per node and one CPU per worker actor: the two workers must land on different nodes.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

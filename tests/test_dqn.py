@@ -194,17 +194,20 @@ def test_presets_are_valid_configs():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_cartpole_learns(tmp_path, seed):
-    # DQN's greedy policy on CartPole swings between checkpoints, so the test asks that one of three
-    # greedy evaluations (15k, 20k, 25k steps; resumed with the replay kept) reaches 150.
-    overrides = {"save_replay": "true", "exploration_fraction": "0.27"}  # epsilon decays over 4k steps
-    result = train("dqn", steps=15_000, seed=seed, runs_dir=tmp_path, name="run", progress=False, overrides=overrides)
-    best = evaluate_agent(result.agent_object, EnvConfig("CartPole-v1"), episodes=10, seed=100).mean()
-    for steps in (20_000, 25_000):
-        if best >= 150:
+    # DQN's greedy policy on CartPole swings from one evaluation to the next (the benchmark records the
+    # full 50k-step figure), so the test asks that the greedy policy reaches 400 at one of the checks
+    # every 5k steps up to 30k: the run is resumed with its replay, like a user extending a run. A
+    # constant step size and epsilon decayed over the first 5k steps keep the schedule the same
+    # whatever the run's final length. Measured: the benchmark's runs first reach 475 at 7.5k-25k steps.
+    overrides = {"save_replay": "true", "exploration_fraction": "1.0", "final_learning_rate": "-1"}
+    result = train("dqn", steps=5_000, seed=seed, runs_dir=tmp_path, name="run", progress=False, overrides=overrides)
+    greedy = [evaluate_agent(result.agent_object, EnvConfig("CartPole-v1"), episodes=10, seed=100).mean()]
+    for steps in range(10_000, 30_001, 5_000):
+        if greedy[-1] >= 400:
             break
         result = train("dqn", steps=steps, resume=result.run_dir, progress=False)
-        best = max(best, evaluate_agent(result.agent_object, EnvConfig("CartPole-v1"), episodes=10, seed=100).mean())
-    assert best >= 150
+        greedy.append(evaluate_agent(result.agent_object, EnvConfig("CartPole-v1"), episodes=10, seed=100).mean())
+    assert max(greedy) >= 400, greedy
 
 
 @pytest.mark.slow

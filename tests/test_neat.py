@@ -3,6 +3,10 @@ learning XOR and CartPole, checkpoints and the champion picture."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +26,8 @@ from agents.neat.population import Population
 from agents.neat.rollout import BatchRollout, ParallelRollout
 from envs import EnvConfig
 from envs.xor import XOR_INPUTS, XOR_TARGETS
+from trainer.config import build_config
+from trainer.errors import SuiteError
 from trainer.evaluation import evaluate_agent, load_agent
 from trainer.runner import train
 
@@ -247,3 +253,85 @@ def test_xor_agent_reaches_its_threshold(runs_dir):
     assert returns[0] >= 3.9
     outputs = [float(result.agent_object.act(x)[0][0]) for x in XOR_INPUTS]
     assert [o > 0.5 for o in outputs] == [False, True, True, False]
+
+
+# Ray backend ----------------------------------------------------------------------------------
+def test_core_never_imports_ray():
+    code = "import sys, agents.neat.agent, agents.a3c.agent; assert 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    with pytest.raises(SuiteError):
+        build_config(NeatConfig, {"ray_address": "10.0.0.1:6379"})  # needs backend=ray
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A two-node local Ray cluster with one CPU per node, joined by this process; shared by the Ray tests."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from agents.ray_cluster import RUNTIME_ENV
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, runtime_env=RUNTIME_ENV, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_backend_solves_cartpole_on_two_nodes(ray_cluster, runs_dir):
+    overrides = {"backend": "ray", "num_workers": 2}
+    result = train("neat", env_id="CartPole-v1", steps=1_000_000, seed=2, runs_dir=runs_dir, overrides=overrides)
+    assert result.global_step < 1_000_000  # stopped at the reward threshold
+    agent = result.agent_object
+    assert len(set(agent.worker_nodes)) == 2, agent.worker_nodes  # one actor per node
+    assert evaluate_agent(agent, EnvConfig("CartPole-v1"), episodes=5, seed=5).mean() >= 475
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_process_pool_fitnesses(ray_cluster):
+    from agents.neat.ray_rollout import RayRollout
+
+    config = NeatConfig(population_size=20, add_node_rate=0.5, add_connection_rate=0.5)
+    pop = Population(config, 3, 1, np.random.default_rng(0))
+    for _ in range(2):
+        pop.tell(pop.rng.random(len(pop.genomes)))
+    env = EnvConfig("Pendulum-v1")  # no numpy vectorization: separate envs, real-valued returns
+    pool = ParallelRollout(env, 20, 1, seed=0, recurrent=False, workers=2)
+    cluster = RayRollout(env, 20, 1, seed=0, recurrent=False, workers=2)
+    share = BatchRollout(env, 10, 1, seed=0)
+    try:
+        expected, (returns, lengths) = pool.evaluate(pop.genomes, seed=11), cluster.evaluate(pop.genomes, seed=11)
+        second_share = share.evaluate(pop.genomes[10:], seed=11 + 7919)
+    finally:
+        pool.close()
+        cluster.close()
+        share.close()
+    np.testing.assert_array_equal(returns, expected[0])
+    np.testing.assert_array_equal(lengths, expected[1])
+    np.testing.assert_array_equal(returns[10:], second_share[0])
+    assert len(np.unique(returns)) > 10  # the genomes really play differently
+    assert len(set(cluster.nodes)) == 2
+
+
+@pytest.mark.slow
+def test_ray_actor_failures_are_one_line_errors(ray_cluster):
+    import ray
+
+    from agents.neat.ray_rollout import RayRollout
+
+    rollout = RayRollout(EnvConfig("XOR-v0"), 4, 1, seed=0, recurrent=False, workers=2)
+    try:
+        with pytest.raises(SuiteError, match="^neat ray actor 0 failed to evaluate its share: AttributeError"):
+            rollout.evaluate([None] * 4, seed=0)  # the actor raises
+        ray.kill(rollout.actors[1])
+        with pytest.raises(SuiteError, match="neat ray actor 1 failed") as dead:
+            rollout.evaluate(Population(NeatConfig(population_size=4), 2, 1, np.random.default_rng(0)).genomes, 0)
+        assert "\n" not in str(dead.value)
+    finally:
+        rollout.close()
+    with pytest.raises(SuiteError, match="num_workers=3 needs 3 CPUs"):
+        RayRollout(EnvConfig("XOR-v0"), 4, 1, seed=0, recurrent=False, workers=3)

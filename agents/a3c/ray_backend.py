@@ -8,9 +8,7 @@ node) comes to the driver for the `TrainContext`. Imported only with `backend=ra
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -18,10 +16,9 @@ import torch
 
 from agents.a3c.local_backend import WorkerError, handle_update
 from agents.a3c.worker import RolloutLearner, build_network
+from agents.ray_cluster import RUNTIME_ENV, connect
 from trainer.context import TrainContext
 
-# Actors import this repository's packages; a local cluster shares the filesystem, so PYTHONPATH suffices.
-REPO_ROOT = str(Path(__file__).resolve().parents[2])
 SYNC_EVERY_UPDATES = 50
 """How often the agent's copy of the global weights (what checkpoints save) is refreshed."""
 
@@ -69,24 +66,14 @@ class RayWorker:
         return grads, report
 
 
-def _connect(config: Any) -> bool:
-    """Join `ray_address` / $RAY_ADDRESS or start a local Ray; True when this call started it."""
-    if ray.is_initialized():
-        return False
-    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": REPO_ROOT}}, log_to_driver=False)
-    return True
-
-
 def run_ray(agent: Any, ctx: TrainContext, num_workers: int) -> Counter[int]:
     """Train until `ctx.should_stop()`; returns episodes per worker rank. Sets `agent.worker_nodes`."""
-    started_ray = _connect(agent.config)
-    runtime_env = {"env_vars": {"PYTHONPATH": REPO_ROOT}}
-    server = ParameterServer.options(runtime_env=runtime_env).remote(
+    started_ray = connect(agent.config.ray_address)
+    server = ParameterServer.options(runtime_env=RUNTIME_ENV).remote(
         agent.config, agent.observation_space, agent.action_space, agent.state_dict()
     )
     workers = [
-        RayWorker.options(runtime_env=runtime_env, scheduling_strategy="SPREAD").remote(
+        RayWorker.options(runtime_env=RUNTIME_ENV, scheduling_strategy="SPREAD").remote(
             k, agent.config, ctx.env_config, ctx.env_seed(k)
         )
         for k in range(num_workers)

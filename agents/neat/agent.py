@@ -8,7 +8,7 @@ every episode and the generation's statistics to the trainer, then breeds the ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +21,9 @@ from agents.neat.population import Population
 from agents.neat.rollout import ActionMap, BatchRollout, ParallelRollout, make_rollout
 from trainer.context import TrainContext
 from trainer.errors import IncompatibleEnvError
+
+if TYPE_CHECKING:
+    from agents.neat.ray_rollout import RayRollout
 
 
 class NeatAgent(Agent):
@@ -46,6 +49,8 @@ class NeatAgent(Agent):
         self.action_map = ActionMap(action_space)
         self.population = Population(config, self.n_inputs, self.action_map.n_outputs, self.rng)
         self._champion_net: PopulationNetwork | None = None
+        self.worker_nodes: list[str] = []
+        """Ray node id of each rollout actor in the last `learn` with backend=ray (diagnostics)."""
 
     @property
     def champion(self) -> Genome | None:
@@ -60,8 +65,16 @@ class NeatAgent(Agent):
         c = self.config
         threshold = self.fitness_threshold(ctx.env_config.env_id)
         rollout = make_rollout(
-            ctx.env_config, c.population_size, c.episodes_per_genome, ctx.env_seed(), c.recurrent, c.num_workers
+            ctx.env_config,
+            c.population_size,
+            c.episodes_per_genome,
+            ctx.env_seed(),
+            c.recurrent,
+            c.num_workers,
+            c.backend,
+            c.ray_address,
         )
+        self.worker_nodes = list(getattr(rollout, "nodes", []))
         try:
             while not ctx.should_stop():
                 fitness = self.run_generation(ctx, rollout)
@@ -71,7 +84,7 @@ class NeatAgent(Agent):
         finally:
             rollout.close()
 
-    def run_generation(self, ctx: TrainContext, rollout: BatchRollout | ParallelRollout) -> np.ndarray:
+    def run_generation(self, ctx: TrainContext, rollout: BatchRollout | ParallelRollout | RayRollout) -> np.ndarray:
         """Evaluate the current generation, report it, breed the next; returns the (n_genomes,) fitnesses."""
         pop = self.population
         returns, lengths = rollout.evaluate(pop.genomes, seed=int(self.rng.integers(2**31)))

@@ -4,6 +4,7 @@ comment names neat-python's example configs as the source."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from trainer.errors import ConfigError
 
@@ -17,7 +18,12 @@ class NeatConfig:
     fitness_threshold: float | None = None
     """Stop when a genome's fitness reaches this; None: the env's registered reward_threshold (none: never)."""
     num_workers: int = 0
-    """Processes playing the genomes of envs gymnasium cannot vectorize (0: one per core; 1: in-process)."""
+    """Processes playing the genomes of envs gymnasium cannot vectorize (0: one per core; 1: in-process);
+    with backend=ray, Ray actors for every env (0: one per CPU of the cluster)."""
+    backend: Literal["local", "ray"] = "local"
+    """`local`: this process, or worker processes on this machine; `ray`: Ray actors on any node."""
+    ray_address: str = ""
+    """Ray cluster to join with backend=ray (empty: $RAY_ADDRESS, else a local Ray started for the run)."""
     recurrent: bool = False
     """Allow recurrent connections (node values carry over between steps) instead of a feed-forward net."""
     compatibility_threshold: float = 3.0
@@ -64,6 +70,8 @@ class NeatConfig:
             raise ConfigError("episodes_per_genome must be at least 1")
         if self.num_workers < 0:
             raise ConfigError("num_workers must be 0 (one per core) or more")
+        if self.ray_address and self.backend != "ray":
+            raise ConfigError("ray_address needs backend=ray")
         if self.compatibility_threshold <= 0:
             raise ConfigError("compatibility_threshold must be positive")
         rates = (

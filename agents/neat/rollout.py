@@ -3,7 +3,7 @@ networks of every genome activated together each step.
 
 Envs with a numpy-vectorized implementation (CartPole's `CartPoleVectorEnv`, via gymnasium's
 `vector_entry_point`) step the whole batch in a few array ops; any other env with vector observations
-runs as a `SyncVectorEnv` of the suite's `make_env` copies.
+runs as separate `make_env` copies, of which only those whose episode goes on are stepped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
-from envs import EnvConfig, make_vector_env
+from envs import EnvConfig, make_env, make_vector_env
 from envs.factory import has_numpy_vectorization
 from trainer.errors import IncompatibleEnvError
 from trainer.resources import usable_cores
@@ -49,15 +49,29 @@ class BatchRollout:
 
     def __init__(self, env_config: EnvConfig, n_genomes: int, episodes: int, seed: int, recurrent: bool = False):
         self.n_genomes, self.episodes, self.recurrent = n_genomes, episodes, recurrent
-        # Returns are summed here per slot, so the numpy batch needs no statistics wrapper.
-        self.env = make_vector_env(
-            env_config, n_genomes * episodes, seed=seed, numpy_vectorized=True, record_statistics=False
-        )
-        self.actions = ActionMap(self.env.single_action_space)
-        self.n_inputs = int(np.prod(self.env.single_observation_space.shape))
+        n = n_genomes * episodes
+        self.vector_env: gym.vector.VectorEnv | None = None
+        self.envs: list[gym.Env] = []
+        if has_numpy_vectorization(env_config):
+            # Returns are summed here per slot, so the numpy batch needs no statistics wrapper.
+            self.vector_env = make_vector_env(env_config, n, seed=seed, numpy_vectorized=True, record_statistics=False)
+            observation_space, action_space = (
+                self.vector_env.single_observation_space,
+                self.vector_env.single_action_space,
+            )
+        else:
+            # Separate envs, so that only the episodes still running are stepped: a vector env steps
+            # (and autoresets) every slot until the longest episode ends, 3.7x the work on LunarLander.
+            self.envs = [make_env(env_config, seed=seed + i) for i in range(n)]
+            observation_space, action_space = self.envs[0].observation_space, self.envs[0].action_space
+        self.actions = ActionMap(action_space)
+        self.n_inputs = int(np.prod(observation_space.shape))
 
     def close(self) -> None:
-        self.env.close()
+        if self.vector_env is not None:
+            self.vector_env.close()
+        for env in self.envs:
+            env.close()
 
     def evaluate(self, genomes: list[Genome], seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(returns, lengths) of every genome's episodes, each (len(genomes), episodes)."""
@@ -65,19 +79,55 @@ class BatchRollout:
         return self.play(network, seed)
 
     def play(self, network: PopulationNetwork, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(returns, lengths), each (n_genomes, episodes): float64 and int64."""
+        """(returns, lengths), each (n_genomes, episodes): float64 and int64. Slot i is reset with seed + i."""
+        play = self._play_vectorized if self.vector_env is not None else self._play_separately
+        returns, lengths = play(network, seed)
+        shape = (self.n_genomes, self.episodes)
+        return returns.reshape(shape), lengths.reshape(shape)
+
+    def _play_vectorized(self, network: PopulationNetwork, seed: int) -> tuple[np.ndarray, np.ndarray]:
         n = self.n_genomes * self.episodes
-        observation, _ = self.env.reset(seed=seed)
+        observation, _ = self.vector_env.reset(seed=seed)
         returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
         active = np.ones(n, dtype=bool)
         while active.any():
             outputs = network.activate(np.asarray(observation, dtype=np.float64).reshape(n, -1))
-            observation, reward, terminated, truncated, _ = self.env.step(self.actions(outputs))
+            observation, reward, terminated, truncated, _ = self.vector_env.step(self.actions(outputs))
             returns += np.where(active, reward, 0.0)
             lengths += active
             active &= ~(np.asarray(terminated) | np.asarray(truncated))
-        shape = (self.n_genomes, self.episodes)
-        return returns.reshape(shape), lengths.reshape(shape)
+        return returns, lengths
+
+    def _play_separately(self, network: PopulationNetwork, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n_genomes * self.episodes
+        observation = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(np.float64)
+        observation = observation.reshape(n, -1)
+        returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+        running = list(range(n))
+        while running:
+            # Finished slots keep their last observation; their outputs are computed and ignored.
+            actions = self.actions(network.activate(observation))
+            still_running = []
+            for i in running:
+                next_observation, reward, terminated, truncated, _ = self.envs[i].step(actions[i])
+                observation[i] = np.ravel(next_observation)
+                returns[i] += float(reward)
+                lengths[i] += 1
+                if not (terminated or truncated):
+                    still_running.append(i)
+            running = still_running
+        return returns, lengths
+
+
+SHARE_SEED_STRIDE = 7919
+"""Share k is reset with seed + SHARE_SEED_STRIDE * k: a prime above any share's slot count, so the slots
+of different shares get different env seeds, whichever worker plays them."""
+
+
+def split_shares(genomes: list[Genome], workers: int, seed: int) -> list[tuple[list[Genome], int]]:
+    """The genomes in `workers` contiguous shares (empty ones left out), each with its reset seed."""
+    shares = np.array_split(np.arange(len(genomes)), workers)
+    return [([genomes[i] for i in share], seed + SHARE_SEED_STRIDE * k) for k, share in enumerate(shares) if share.size]
 
 
 # Worker processes for envs without a vectorized version: each plays a share of the genomes in its
@@ -118,19 +168,28 @@ class ParallelRollout:
         self.pool.shutdown(cancel_futures=True)
 
     def evaluate(self, genomes: list[Genome], seed: int) -> tuple[np.ndarray, np.ndarray]:
-        shares = np.array_split(np.arange(len(genomes)), self.workers)
-        futures = [
-            self.pool.submit(_evaluate_share, [genomes[i] for i in share], seed + 7919 * k)
-            for k, share in enumerate(shares)
-            if share.size
-        ]
+        futures = [self.pool.submit(_evaluate_share, *share) for share in split_shares(genomes, self.workers, seed)]
         results = [f.result() for f in futures]
         return np.concatenate([r for r, _ in results]), np.concatenate([n for _, n in results])
 
 
-def make_rollout(env_config: EnvConfig, n_genomes: int, episodes: int, seed: int, recurrent: bool, workers: int):
-    """A `ParallelRollout` for envs gymnasium cannot vectorize when `workers` > 1 (0: one per core),
-    else one in-process `BatchRollout`."""
+def make_rollout(
+    env_config: EnvConfig,
+    n_genomes: int,
+    episodes: int,
+    seed: int,
+    recurrent: bool,
+    workers: int,
+    backend: str = "local",
+    ray_address: str = "",
+):
+    """With `backend="ray"` a `RayRollout` of `workers` actors (0: one per CPU of the cluster), for
+    every env. Else a `ParallelRollout` for envs gymnasium cannot vectorize when `workers` > 1 (0: one
+    per core), or one in-process `BatchRollout`."""
+    if backend == "ray":
+        from agents.neat.ray_rollout import RayRollout  # noqa: PLC0415  (ray is an optional extra)
+
+        return RayRollout(env_config, n_genomes, episodes, seed, recurrent, workers, ray_address)
     workers = workers or usable_cores()
     if workers > 1 and not has_numpy_vectorization(env_config):
         return ParallelRollout(env_config, n_genomes, episodes, seed, recurrent, min(workers, n_genomes))
