@@ -227,6 +227,31 @@ def test_cartpole_champion_balances(runs_dir):
     assert (result.run_dir / "champion.png").stat().st_size > 1000
 
 
+def test_champion_score_comes_from_the_replays_when_given():
+    pop = Population(NeatConfig(population_size=10), 2, 1, np.random.default_rng(0))
+    fitness = np.arange(10.0)
+    assert pop.tell(fitness, best_score=4.5)
+    assert pop.champion.fitness == 4.5  # the replayed score, not the fitness 9
+    first = pop.champion
+    # A fitter genome whose replays score lower does not replace the champion ...
+    assert not pop.tell(fitness + 100, best_score=4.0)
+    assert pop.champion is first
+    # ... and without replays its fitness is the score.
+    assert pop.tell(fitness + 100)
+    assert pop.champion.fitness == 109.0
+
+
+@pytest.mark.slow
+def test_champion_replays_gate_the_stop(runs_dir):
+    overrides = {"champion_episodes": "10", "population_size": "50"}
+    result = train(
+        "neat", env_id="CartPole-v1", steps=2_000_000, seed=3, runs_dir=runs_dir, progress=False, overrides=overrides
+    )
+    agent = result.agent_object
+    assert result.global_step < 2_000_000 and agent.champion.fitness >= 475  # stopped on the replayed score
+    assert evaluate_agent(agent, EnvConfig("CartPole-v1"), episodes=20, seed=5).mean() >= 475
+
+
 def test_xor_training_checkpoint_round_trip_and_resume(runs_dir):
     first = train("neat", env_id="XOR-v0", steps=2_400, seed=1, runs_dir=runs_dir, name="xor", progress=False)
     agent = first.agent_object

@@ -16,7 +16,10 @@ class NeatConfig:
     episodes_per_genome: int = 2
     """Episodes each genome plays per generation; its fitness is their mean return."""
     fitness_threshold: float | None = None
-    """Stop when a genome's fitness reaches this; None: the env's registered reward_threshold (none: never)."""
+    """Stop when the champion's score reaches this; None: the env's registered reward_threshold (none: never)."""
+    champion_episodes: int = 0
+    """Fresh episodes a generation's fittest genome replays before it may become the champion; their mean
+    is its score (0: its fitness is). Fitness over a few episodes flatters lucky genomes on noisy envs."""
     num_workers: int = 0
     """Processes playing the genomes of envs gymnasium cannot vectorize (0: one per core; 1: in-process);
     with backend=ray, Ray actors for every env (0: one per CPU of the cluster)."""
@@ -66,8 +69,8 @@ class NeatConfig:
     def validate(self) -> None:
         if self.population_size < 2:
             raise ConfigError("population_size must be at least 2")
-        if self.episodes_per_genome < 1:
-            raise ConfigError("episodes_per_genome must be at least 1")
+        if self.episodes_per_genome < 1 or self.champion_episodes < 0:
+            raise ConfigError("episodes_per_genome must be at least 1 and champion_episodes at least 0")
         if self.num_workers < 0:
             raise ConfigError("num_workers must be 0 (one per core) or more")
         if self.ray_address and self.backend != "ray":

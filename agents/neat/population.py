@@ -49,16 +49,19 @@ class Population:
             next_key=self.next_species_key,
         )
 
-    def tell(self, fitness: np.ndarray) -> bool:
-        """Take the (n_genomes,) fitnesses of `genomes`, breed the next generation.
-        Returns True when a new champion (best genome so far) was found."""
+    def tell(self, fitness: np.ndarray, best_score: float | None = None) -> bool:
+        """Take the (n_genomes,) fitnesses of `genomes`, breed the next generation. The generation's
+        fittest genome becomes the champion when its score, `best_score` if given (a re-evaluation on
+        more episodes) else its fitness, beats the champion's. Returns True when it did."""
         fitness = np.asarray(fitness, dtype=np.float64)
         for genome, f in zip(self.genomes, fitness, strict=False):
             genome.fitness = float(f)
         best = int(np.argmax(fitness))
-        improved = self.champion is None or fitness[best] > self.champion.fitness
+        score = float(fitness[best] if best_score is None else best_score)
+        improved = self.champion is None or score > self.champion.fitness
         if improved:
             self.champion = self.genomes[best].copy()
+            self.champion.fitness = score
         s = self.settings
         self.species = update_stagnation(self.species, fitness, self.generation, s.max_stagnation, s.species_kept)
         # Two children per species keep small species alive (neat-python's min_species_size), unless
