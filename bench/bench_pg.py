@@ -165,12 +165,13 @@ class WindowContext(TrainContext):
         return STOP["requested"] or now - self.started >= self.window or super().should_stop()
 
 
-def run_ours(window: float, seed: int, num_envs: int, asynchronous: bool, workdir: Path) -> Phase:
-    overrides = {"num_envs": num_envs, "asynchronous": asynchronous}
+def run_ours(window: float, seed: int, num_envs: int, mode: str, workdir: Path) -> Phase:
+    """mode: "batched" (ale-py's threaded vector env), "async" (a process per env) or "sync"."""
+    overrides = {"num_envs": num_envs, "batched": mode == "batched", "asynchronous": mode == "async"}
     config = build_config(PGConfig, PolicyGradientAgent.presets[ENV_ID], overrides)
     env_config = PolicyGradientAgent.env_config(ENV_ID, config)
     agent = PolicyGradientAgent(config, *spaces_of(env_config), device="cpu", seed=seed)
-    name = f"pg {'async' if asynchronous else 'sync'} ({num_envs} env{'s' if num_envs > 1 else ''})"
+    name = f"pg {mode} ({num_envs} env{'s' if num_envs > 1 else ''})"
     run_dir = workdir / name.replace(" ", "_").replace("(", "").replace(")", "")
     logger = RunLogger(run_dir, total_steps=10**12, progress=False)
     ctx = WindowContext(
@@ -221,17 +222,17 @@ def main() -> None:
     args = parser.parse_args()
     window = args.window or (20.0 if args.quick else 60.0)
     signal.signal(signal.SIGINT, _request_stop)
-    plans = [("reference", 1, False), ("pg", 1, False), ("pg", 2, False), ("pg", 2, True), ("pg", 4, True)]
+    plans = [("reference", 1, ""), ("pg", 4, "batched"), ("pg", 8, "batched"), ("pg", 1, "sync"), ("pg", 2, "async")]
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="bench_pg_") as tmp:
-        for kind, num_envs, asynchronous in plans:
+        for kind, num_envs, mode in plans:
             if STOP["requested"]:
                 break
-            print(f"phase: {kind} envs={num_envs} async={asynchronous}, {window:.0f} s", flush=True)
+            print(f"phase: {kind} envs={num_envs} {mode}, {window:.0f} s", flush=True)
             if kind == "reference":
                 phases.append(run_reference(window, args.seed))
             else:
-                phases.append(run_ours(window, args.seed, num_envs, asynchronous, Path(tmp)))
+                phases.append(run_ours(window, args.seed, num_envs, mode, Path(tmp)))
             print(f"  -> {phases[-1].sps:.0f} steps/s", flush=True)
     print_table(phases)
 

@@ -1,4 +1,5 @@
-"""Atari wrappers that gymnasium lacks: true episodic life, fire on reset, and Karpathy's Pong frames.
+"""Atari wrappers that gymnasium lacks: true episodic life, fire on reset, and Karpathy's Pong frames
+(one env, or a whole batch from ale-py's threaded `AtariVectorEnv`).
 
 The DQN stack itself is gymnasium's `AtariPreprocessing` + `FrameStackObservation`; these wrappers
 only fill the gaps around it.
@@ -69,12 +70,13 @@ def has_fire_action(env: gym.Env) -> bool:
 
 
 def karpathy_frame(frame: np.ndarray) -> np.ndarray:
-    """(210, 160, 3) uint8 Pong frame -> (80, 80) int8 of 0/1: crop, downsample by 2, drop the background.
+    """(..., 210, 160, 3) uint8 Pong frames -> (..., 80, 80) int8 of 0/1: crop, downsample by 2, drop
+    the background.
 
     Follows "Pong from Pixels": rows 35..195 hold the playfield; 144 and 109 are the two background
     shades; anything else (paddles, ball) becomes 1.
     """
-    img = frame[35:195:2, ::2, 0]
+    img = frame[..., 35:195:2, ::2, 0]
     return ((img != 144) & (img != 109) & (img != 0)).astype(np.int8)
 
 
@@ -99,3 +101,56 @@ class KarpathyPong(gym.ObservationWrapper):
         previous = self._previous if self._previous is not None else np.zeros_like(current)
         self._previous = current
         return current - previous
+
+
+class KarpathyPongBatch(gym.vector.VectorWrapper):
+    """`KarpathyPong` for a vector env of raw (N, [1,] 210, 160, 3) frames with SAME_STEP autoreset:
+    (N, 80, 80) int8 differences, each sub-env's first frame after a reset differenced with a blank one,
+    exactly as the single-env wrapper does."""
+
+    def __init__(self, env: gym.vector.VectorEnv):
+        super().__init__(env)
+        self.single_observation_space = gym.spaces.Box(-1, 1, (80, 80), np.int8)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self._previous = np.zeros((self.num_envs, 80, 80), np.int8)
+
+    def _frames(self, observations: np.ndarray) -> np.ndarray:
+        return karpathy_frame(observations.reshape(self.num_envs, 210, 160, 3))
+
+    def reset(self, **kwargs):
+        observations, infos = self.env.reset(**kwargs)
+        self._previous = self._frames(observations)
+        return self._previous.copy(), infos
+
+    def step(self, actions):
+        observations, rewards, terminated, truncated, infos = self.env.step(actions)
+        current = self._frames(observations)
+        self._previous[terminated | truncated] = 0  # those sub-envs already show a new episode's frame
+        difference = current - self._previous
+        self._previous = current
+        return difference, rewards, terminated, truncated, infos
+
+
+def ale_vector_env(game: str, num_envs: int, *, frame_skip: int, repeat_action_probability: float, **kwargs):
+    """ale-py's `AtariVectorEnv` giving the raw (N, 1, 210, 160, 3) RGB frames of the v5 envs: no max
+    pooling, no-ops, fire, life loss or reward clipping (gym.make("ALE/...-v5") has none of them),
+    SAME_STEP autoreset. Its C++ threads step every copy in one process: no frames between processes."""
+    from ale_py.vector_env import AtariVectorEnv  # noqa: PLC0415  (ale-py is imported lazily by the factory)
+
+    return AtariVectorEnv(
+        game,
+        num_envs,
+        frameskip=frame_skip,
+        repeat_action_probability=repeat_action_probability,
+        img_height=210,
+        img_width=160,
+        grayscale=False,
+        stack_num=1,
+        maxpool=False,
+        noop_max=0,
+        use_fire_reset=False,
+        episodic_life=False,
+        reward_clipping=False,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        **kwargs,
+    )

@@ -27,7 +27,7 @@ from gymnasium.wrappers import (
     TransformReward,
 )
 
-from envs.atari import EpisodicLife, FireOnReset, KarpathyPong, has_fire_action
+from envs.atari import EpisodicLife, FireOnReset, KarpathyPong, KarpathyPongBatch, ale_vector_env, has_fire_action
 from envs.spec import EnvConfig, check_env_id
 from envs.vizdoom import DoomScreen
 from trainer.errors import SuiteError
@@ -137,25 +137,29 @@ def make_vector_env(
     seed: int,
     mode: Mode = "train",
     asynchronous: bool = False,
-    numpy_vectorized: bool = False,
+    batched: bool = False,
     record_statistics: bool = True,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies seeded `seed, seed+1, ...`; asynchronous puts each in its own process so
     that preprocessing runs there and only the small observation is sent back.
 
-    `numpy_vectorized` uses gymnasium's own numpy implementation of the whole batch where the id has
-    one (CartPole, ...; see `has_numpy_vectorization`): one array step for every copy instead of a
-    Python env per copy. It keeps gymnasium's autoreset mode; `finished_episodes` reads either.
-    `record_statistics=False` leaves its episode statistics out, for callers that sum rewards
+    `batched` uses the library's own implementation of the whole batch where the id has one (see
+    `has_batched_implementation`): gymnasium's numpy CartPole & co. (one array step for every copy)
+    or ale-py's threaded `AtariVectorEnv` for Atari with the `karpathy` preprocessing (every core
+    emulates, no frames cross between processes; `asynchronous` is then moot). Both autoreset in the
+    SAME_STEP or NEXT_STEP mode of their library; `finished_episodes` reads either.
+    `record_statistics=False` leaves the episode statistics out, for callers that sum rewards
     themselves (the wrapper costs about as much as a numpy CartPole step).
     """
     if isinstance(config, str):
         config = EnvConfig(config)
     check_env_id(config.env_id)
-    if numpy_vectorized and has_numpy_vectorization(config):
-        envs = gym.make_vec(config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    if batched and has_batched_implementation(config):
+        envs = _library_batch(config, num_envs)
         envs.action_space.seed(seed)
-        return gym.wrappers.vector.RecordEpisodeStatistics(envs) if record_statistics else envs
+        envs = gym.wrappers.vector.RecordEpisodeStatistics(envs) if record_statistics else envs
+        # The statistics wrapper sees raw rewards; Karpathy's frames come after it, as in `make_env`.
+        return KarpathyPongBatch(envs) if config.family == "atari" else envs
     fns = [env_thunk(config, seed + i, mode) for i in range(num_envs)]
     if asynchronous:
         with _workers_ignore_ctrl_c():
@@ -163,12 +167,34 @@ def make_vector_env(
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def has_numpy_vectorization(config: EnvConfig) -> bool:
-    """Does gymnasium implement this id for a whole batch in numpy (a vector entry point)? Only for
-    plain classic envs: preprocessing wrappers exist per env, not per batch."""
+def has_batched_implementation(config: EnvConfig) -> bool:
+    """Does a library implement this id for a whole batch? gymnasium's vector entry points (plain
+    classic envs only: preprocessing wrappers exist per env, not per batch) and ale-py's vector env
+    for Atari ids with the `karpathy` preprocessing and a fixed frame skip."""
     check_env_id(config.env_id)
-    plain = config.family == "classic" and config.resolved_preprocessing() == "none"
-    return plain and gym.spec(config.env_id).vector_entry_point is not None
+    preprocessing = config.resolved_preprocessing()
+    if config.family == "classic":
+        return preprocessing == "none" and gym.spec(config.env_id).vector_entry_point is not None
+    if config.family == "atari" and preprocessing == "karpathy":
+        kwargs = gym.spec(config.env_id).kwargs
+        return "game" in kwargs and kwargs.get("obs_type", "rgb") == "rgb" and not kwargs.get("full_action_space")
+    return False
+
+
+def _library_batch(config: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
+    if config.family == "atari":
+        from trainer.resources import usable_cores  # noqa: PLC0415  (keeps torch out of plain env imports)
+
+        spec_kwargs = gym.spec(config.env_id).kwargs
+        return ale_vector_env(
+            spec_kwargs["game"],
+            num_envs,
+            frame_skip=config.frame_skip,
+            repeat_action_probability=config.repeat_action_probability,
+            max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
+            num_threads=min(num_envs, usable_cores()),
+        )
+    return gym.make_vec(config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
 
 
 @contextmanager
@@ -201,10 +227,11 @@ def with_overrides(config: EnvConfig, **changes) -> EnvConfig:
 def finished_episodes(infos: dict) -> list[tuple[float, int]]:
     """(return, length) of each episode that ended in this vector-env step.
 
-    With SAME_STEP autoreset the statistics of a finished episode sit in `infos["final_info"]`; with
-    NEXT_STEP autoreset they sit in `infos` itself. Both are read here so agents need not care.
+    gymnasium's SAME_STEP vector envs keep a finished episode's statistics in `infos["final_info"]`;
+    NEXT_STEP envs, and the vector statistics wrapper over a library batch, put them in `infos`
+    itself. Both are read here so agents need not care.
     """
-    source = infos.get("final_info", infos) if "final_info" in infos else infos
+    source = infos if "episode" in infos else infos.get("final_info", {})
     if "episode" not in source:
         return []
     episode = source["episode"]

@@ -130,11 +130,11 @@ def test_qtable_refuses_continuous_observations():
 def test_numpy_vectorized_batch_where_gymnasium_has_one():
     from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
-    from envs.factory import has_numpy_vectorization
+    from envs.factory import has_batched_implementation
 
-    assert has_numpy_vectorization(EnvConfig("CartPole-v1"))
-    assert not has_numpy_vectorization(EnvConfig("ALE/Pong-v5"))
-    envs = make_vector_env("CartPole-v1", 64, seed=0, numpy_vectorized=True)
+    assert has_batched_implementation(EnvConfig("CartPole-v1"))
+    assert not has_batched_implementation(EnvConfig("ALE/Pong-v5"))
+    envs = make_vector_env("CartPole-v1", 64, seed=0, batched=True)
     assert isinstance(envs.unwrapped, CartPoleVectorEnv)
     envs.reset(seed=0)
     lengths = []
@@ -145,10 +145,46 @@ def test_numpy_vectorized_batch_where_gymnasium_has_one():
         lengths += [length for _, length in episodes]
     envs.close()
     assert lengths and all(0 < n <= 100 for n in lengths)
-    bare = make_vector_env("CartPole-v1", 4, seed=0, numpy_vectorized=True, record_statistics=False)
+    bare = make_vector_env("CartPole-v1", 4, seed=0, batched=True, record_statistics=False)
     assert isinstance(bare, CartPoleVectorEnv)
     bare.close()
     # Without a numpy implementation the flag falls back to one env per copy.
-    fallback = make_vector_env("FrozenLake-v1", 2, seed=0, numpy_vectorized=True)
+    fallback = make_vector_env("FrozenLake-v1", 2, seed=0, batched=True)
     assert isinstance(fallback, gym.vector.SyncVectorEnv)
     fallback.close()
+
+
+def test_ale_batch_gives_the_single_env_karpathy_frames():
+    """ale-py's threaded vector env + the batch Karpathy wrapper == `make_env` copies, frame for frame,
+    across episode ends (SAME_STEP autoreset) and with the real scores in the episode statistics."""
+    from dataclasses import replace
+
+    from envs.atari import KarpathyPongBatch
+    from envs.factory import has_batched_implementation
+
+    # No sticky actions: then both play the same deterministic game from the same actions.
+    config = replace(EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), repeat_action_probability=0.0)
+    assert has_batched_implementation(config)
+    assert not has_batched_implementation(EnvConfig("ALE/Pong-v5"))  # dqn preprocessing: per env
+    batch = make_vector_env(config, 2, seed=0, batched=True)
+    assert isinstance(batch, KarpathyPongBatch) and batch.single_observation_space.shape == (80, 80)
+    singles = [make_env(config, seed=i) for i in range(2)]
+    observations, _ = batch.reset(seed=0)
+    expected = np.stack([env.reset(seed=i)[0] for i, env in enumerate(singles)])
+    np.testing.assert_array_equal(observations, expected)
+    rng = np.random.default_rng(0)
+    nonzero, batch_scores, single_scores = 0, [], []
+    for _ in range(900):  # a lost game of Pong lasts ~760-900 steps: at least one episode ends
+        actions = rng.integers(0, 6, size=2)
+        observations, rewards, terminated, truncated, infos = batch.step(actions)
+        batch_scores += [score for score, _ in finished_episodes(infos)]
+        for i, env in enumerate(singles):
+            single_obs, single_reward, single_terminated, single_truncated, info = env.step(int(actions[i]))
+            if single_terminated or single_truncated:
+                single_scores.append(info["episode"]["r"])
+                single_obs, _ = env.reset()
+            np.testing.assert_array_equal(observations[i], single_obs)
+            assert rewards[i] == single_reward and terminated[i] == single_terminated
+        nonzero += int(np.count_nonzero(observations))
+    batch.close()
+    assert nonzero > 0 and single_scores and sorted(batch_scores) == sorted(single_scores)

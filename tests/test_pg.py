@@ -176,16 +176,22 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
 
 
 @pytest.mark.slow
-def test_pong_smoke(tmp_path):
-    """The Pong path end to end: Karpathy frames, UP/DOWN only, an update, a running mean."""
+@pytest.mark.parametrize(
+    "overrides",
+    [{"num_envs": 1}, {"num_envs": 2, "batched": False, "asynchronous": True}],
+    ids=["ale-batch", "process-per-env"],
+)
+def test_pong_smoke(tmp_path, overrides):
+    """The Pong path end to end: Karpathy frames, UP/DOWN only, an update, a running mean; through
+    ale-py's batch and through a process per env."""
     result = train(
         "pg",
         env_id="ALE/Pong-v5",
-        steps=1_400,
+        steps=3_000,
         seed=1,
         runs_dir=tmp_path,
         progress=False,
-        overrides={"batch_size": 1, "num_envs": 1, "asynchronous": False},
+        overrides={"batch_size": 1, **overrides},
     )
     agent = result.agent_object
     assert agent.updates >= 1 and result.episodes >= 1

@@ -66,9 +66,12 @@ class TrainContext:
         config = self._config_with(env_changes)
         return make_env(config, seed=self.env_seed(offset), mode="train")
 
-    def make_vector_env(self, num_envs: int, *, asynchronous: bool = False, **env_changes: Any) -> gym.vector.VectorEnv:
+    def make_vector_env(
+        self, num_envs: int, *, asynchronous: bool = False, batched: bool = False, **env_changes: Any
+    ) -> gym.vector.VectorEnv:
+        """The factory's `make_vector_env` for this run's env, seeded from the run's seed."""
         config = self._config_with(env_changes)
-        return make_vector_env(config, num_envs, seed=self.env_seed(), asynchronous=asynchronous)
+        return make_vector_env(config, num_envs, seed=self.env_seed(), asynchronous=asynchronous, batched=batched)
 
     def _config_with(self, changes: dict[str, Any]) -> EnvConfig:
         return replace(self.env_config, **changes) if changes else self.env_config

@@ -55,14 +55,17 @@ class A3CConfig:
     frame_skip: int = 0
     """Tics each action repeats for in VizDoom/Atari (0 = the env default, 4). Coarser steps shorten the
     credit-assignment horizon: the ViZDoom DQN example repeats each action 12 tics on Basic."""
+    screen_size: int = 0
+    """Side of the square grayscale VizDoom/Atari frame (0 = the env default, 84). Frames of 64 or less
+    get the universe-starter-agent's small conv stack (4x conv 3x3/2, 32 channels) instead of Mnih's."""
     backend: Literal["local", "ray"] = "local"
     """`local`: Hogwild processes on this machine; `ray`: Ray actors and a parameter server."""
     ray_address: str = ""
     """Ray cluster to join (empty: $RAY_ADDRESS, else a local Ray started for the run)."""
 
     def validate(self) -> None:
-        if self.num_workers < 0 or self.t_max < 1 or self.frame_skip < 0:
-            raise ConfigError("num_workers and frame_skip must be >= 0 and t_max >= 1")
+        if self.num_workers < 0 or self.t_max < 1 or self.frame_skip < 0 or self.screen_size < 0:
+            raise ConfigError("num_workers, frame_skip and screen_size must be >= 0 and t_max >= 1")
         if self.learning_rate <= 0 or self.reward_scale <= 0 or self.max_grad_norm <= 0:
             raise ConfigError("learning_rate, reward_scale and max_grad_norm must be positive")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
@@ -88,7 +91,12 @@ class A3CAgent(Agent):
         env = EnvConfig(env_id)
         if env.family not in ("vizdoom", "atari"):
             return env
-        return replace(env, frame_stack=1, frame_skip=config.frame_skip or env.frame_skip)
+        return replace(
+            env,
+            frame_stack=1,
+            frame_skip=config.frame_skip or env.frame_skip,
+            screen_size=config.screen_size or env.screen_size,
+        )
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:

@@ -21,6 +21,25 @@ def _init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
+SMALL_SCREEN = 64
+"""Frames up to this side get the small conv stack: Mnih's 8x8/4 first layer leaves too little of them."""
+
+
+def _mnih_conv(channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels, 16, 8, stride=4), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(), nn.Flatten()
+    )
+
+
+def _small_conv(channels: int) -> nn.Sequential:
+    """Four 3x3 stride-2 convs of 32 channels with ELU, as universe-starter-agent / ikostrikov's pytorch-a3c
+    use on 42x42 frames."""
+    layers: list[nn.Module] = []
+    for k in range(4):
+        layers += [nn.Conv2d(channels if k == 0 else 32, 32, 3, stride=2, padding=1), nn.ELU()]
+    return nn.Sequential(*layers, nn.Flatten())
+
+
 class ActorCritic(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_size: int = 256, lstm_size: int = 256):
         super().__init__()
@@ -29,13 +48,7 @@ class ActorCritic(nn.Module):
         self.lstm_size = lstm_size
         if self.is_image:
             channels = 1 if len(self.obs_shape) == 2 else self.obs_shape[0]
-            conv = nn.Sequential(
-                nn.Conv2d(channels, 16, 8, stride=4),
-                nn.ReLU(),
-                nn.Conv2d(16, 32, 4, stride=2),
-                nn.ReLU(),
-                nn.Flatten(),
-            )
+            conv = _small_conv(channels) if max(self.obs_shape[-2:]) <= SMALL_SCREEN else _mnih_conv(channels)
             with torch.no_grad():
                 n_flat = conv(torch.zeros(1, channels, *self.obs_shape[-2:])).shape[1]
             self.body = nn.Sequential(conv, nn.Linear(n_flat, hidden_size), nn.ReLU())

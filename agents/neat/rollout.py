@@ -14,7 +14,7 @@ import numpy as np
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
 from envs import EnvConfig, make_env, make_vector_env
-from envs.factory import has_numpy_vectorization
+from envs.factory import has_batched_implementation
 from trainer.errors import IncompatibleEnvError
 from trainer.resources import usable_cores
 
@@ -52,9 +52,9 @@ class BatchRollout:
         n = n_genomes * episodes
         self.vector_env: gym.vector.VectorEnv | None = None
         self.envs: list[gym.Env] = []
-        if has_numpy_vectorization(env_config):
+        if has_batched_implementation(env_config):
             # Returns are summed here per slot, so the numpy batch needs no statistics wrapper.
-            self.vector_env = make_vector_env(env_config, n, seed=seed, numpy_vectorized=True, record_statistics=False)
+            self.vector_env = make_vector_env(env_config, n, seed=seed, batched=True, record_statistics=False)
             observation_space, action_space = (
                 self.vector_env.single_observation_space,
                 self.vector_env.single_action_space,
@@ -191,6 +191,6 @@ def make_rollout(
 
         return RayRollout(env_config, n_genomes, episodes, seed, recurrent, workers, ray_address)
     workers = workers or usable_cores()
-    if workers > 1 and not has_numpy_vectorization(env_config):
+    if workers > 1 and not has_batched_implementation(env_config):
         return ParallelRollout(env_config, n_genomes, episodes, seed, recurrent, min(workers, n_genomes))
     return BatchRollout(env_config, n_genomes, episodes, seed, recurrent)
