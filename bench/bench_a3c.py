@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.a3c import A3CAgent  # noqa: E402
+from agents.a3c import A3CAgent, A3CConfig  # noqa: E402
 from envs import EnvConfig, make_env, make_vector_env  # noqa: E402
 from trainer.runner import RunOptions, Trainer  # noqa: E402
 
@@ -136,7 +136,7 @@ def main() -> None:
         runs = Path(tmp)
         for workers in (1, 2):
             run = timed_a3c(DOOM, float("inf"), 1e9, sps_steps, {"num_workers": workers}, runs / f"sps{workers}")
-            raw = raw_steps_per_second(A3CAgent.env_config(DOOM, None), workers, 5.0)
+            raw = raw_steps_per_second(A3CAgent.env_config(DOOM, A3CConfig()), workers, 5.0)
             row = {"workers": workers, "a3c_sps": run["median_sps"], "raw_env_sps": round(raw, 1)}
             row["ratio"] = round(row["a3c_sps"] / raw, 3)
             results["throughput"].append(row)

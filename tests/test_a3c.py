@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from agents.a3c import A3CAgent, A3CConfig, local_backend
 from agents.a3c.returns import gae, n_step_returns
-from agents.a3c.shared_optim import SharedAdam, SharedRMSprop
+from agents.a3c.shared_optim import ADAM_RATIO_BOUND, SharedAdam, SharedRMSprop
 from agents.a3c.worker import worker_main
 from trainer.errors import SuiteError
 from trainer.evaluation import evaluate_agent, load_agent
@@ -59,6 +59,35 @@ def test_shared_optimizers_updates_are_seen_across_processes():
         assert float(optimizer.state[net.weight]["step"]) == 1.0, "the child's step count must be shared"
     _step_in_child(pairs)
     assert all(float(optimizer.state[net.weight]["step"]) == 2.0 for net, optimizer in pairs)
+
+
+def test_shared_adam_steps_exactly_as_torch_adam():
+    torch.manual_seed(0)
+    ours, reference = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    reference.load_state_dict(ours.state_dict())
+    pairs = [
+        (ours, SharedAdam(ours.parameters(), lr=1e-2)),
+        (reference, torch.optim.Adam(reference.parameters(), lr=1e-2)),
+    ]
+    for _ in range(50):
+        x = torch.randn(8, 5)
+        for net, optimizer in pairs:
+            optimizer.zero_grad()
+            net(x).pow(2).sum().backward()
+            optimizer.step()
+    for p, q in zip(ours.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_shared_adam_bounds_the_step_of_a_torn_state():
+    # The Hogwild race: another worker's gradient is in the first moment, the second moment and this
+    # worker's own gradient are zero. Torch's Adam would move the weight by lr * 0.1 / eps = 1e7 lr.
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer = SharedAdam([weight], lr=1e-3)
+    optimizer.state[weight]["exp_avg"].fill_(1.0)
+    weight.grad = torch.zeros(2)
+    optimizer.step()
+    assert weight.abs().max().item() == pytest.approx(1e-3 * ADAM_RATIO_BOUND)
 
 
 # Workers --------------------------------------------------------------------------------------

@@ -80,7 +80,8 @@ class A3CAgent(Agent):
     default_env = "VizdoomBasic-v1"
     default_steps = 500_000
     presets = {
-        "VizdoomBasic-v1": {"reward_scale": 0.01},
+        # Juliani's reward scale; a 3x larger step than his 1e-4 reaches the target within minutes.
+        "VizdoomBasic-v1": {"reward_scale": 0.01, "learning_rate": 3e-4},
         # No LSTM needed for a fully observed state; a small MLP and a larger step learn in about a minute.
         "CartPole-v1": {"lstm_size": 0, "hidden_size": 64, "learning_rate": 2e-3, "reward_scale": 0.1},
     }
