@@ -225,6 +225,27 @@ def test_cartpole_champion_balances(runs_dir):
     returns = evaluate_agent(result.agent_object, EnvConfig("CartPole-v1"), episodes=20, seed=5)
     assert returns.mean() >= 475
     assert (result.run_dir / "champion.png").stat().st_size > 1000
+    # On demand, from the saved run: the same champion drawn again.
+    picture = runs_dir / "brain.png"
+    drawn = subprocess.run(
+        [sys.executable, "-m", "agents.neat.draw", str(result.run_dir), "--out", str(picture)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert drawn.returncode == 0, drawn.stderr
+    assert picture.stat().st_size > 1000
+
+
+def test_drawing_refuses_a_run_of_another_agent(runs_dir):
+    result = train("qtable", env_id="FrozenLake-v1", steps=200, runs_dir=runs_dir, progress=False)
+    drawn = subprocess.run(
+        [sys.executable, "-m", "agents.neat.draw", str(result.run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert drawn.returncode == 2
+    assert (
+        drawn.stderr.strip() == f"error: {result.run_dir} holds the qtable agent; only neat runs have a network to draw"
+    )
 
 
 def test_champion_score_comes_from_the_replays_when_given():

@@ -8,6 +8,7 @@ every episode and the generation's statistics to the trainer, then breeds the ne
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -20,7 +21,7 @@ from agents.neat.network import PopulationNetwork
 from agents.neat.population import Population
 from agents.neat.rollout import ActionMap, BatchRollout, ParallelRollout, make_rollout
 from trainer.context import TrainContext
-from trainer.errors import IncompatibleEnvError
+from trainer.errors import ConfigError, IncompatibleEnvError
 
 if TYPE_CHECKING:
     from agents.neat.ray_rollout import RayRollout
@@ -135,11 +136,19 @@ class NeatAgent(Agent):
         )
         if improved:
             self._champion_net = None
-            from agents.neat.draw import draw_genome  # matplotlib only when a picture is drawn
-
-            title = f"generation {pop.generation - 1}, fitness {champion.fitness:.2f}"
-            draw_genome(champion, self.n_inputs, self.action_map.n_outputs, ctx.run_dir / "champion.png", title)
+            self.draw_champion(ctx.run_dir / "champion.png", f"generation {pop.generation - 1}")
         return fitness
+
+    def draw_champion(self, path: str | Path, when: str = "champion") -> Path:
+        """Write a picture of the champion's network to `path` (at each new best, and on demand through
+        `python -m agents.neat.draw RUN`)."""
+        champion = self.champion
+        if champion is None:
+            raise ConfigError("no champion yet: the population has not been evaluated")
+        from agents.neat.draw import draw_genome  # matplotlib only when a picture is drawn
+
+        title = f"{when}, fitness {champion.fitness:.2f}, {champion.n_enabled} connections"
+        return draw_genome(champion, self.n_inputs, self.action_map.n_outputs, path, title)
 
     # Acting -----------------------------------------------------------------------------------
     def initial_state(self) -> Any:

@@ -1,14 +1,21 @@
 """A picture of one genome's network: inputs left, outputs right, hidden nodes by layer in between;
-enabled connections drawn green (positive) or red (negative) with thickness growing with |weight|."""
+enabled connections drawn green (positive) or red (negative) with thickness growing with |weight|.
+
+Training draws the champion at each new best; on demand, from a saved run or checkpoint:
+
+    python -m agents.neat.draw runs/RUN [--out brain.png]
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: training runs headless
 import matplotlib.pyplot as plt  # noqa: E402
+import typer  # noqa: E402
 
 from agents.neat.genome import Genome  # noqa: E402
 from agents.neat.network import node_layers  # noqa: E402
@@ -59,3 +66,26 @@ def draw_genome(genome: Genome, n_inputs: int, n_outputs: int, path: str | Path,
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def main(
+    target: Annotated[Path, typer.Argument(help="A NEAT run directory or checkpoint file.")],
+    out: Annotated[Path | None, typer.Option(help="Picture to write (default: champion.png beside the run).")] = None,
+) -> None:
+    """Draw the champion of a saved NEAT run."""
+    from trainer.errors import SuiteError  # noqa: PLC0415  (the trainer is only needed by the command)
+    from trainer.evaluation import load_agent  # noqa: PLC0415
+
+    try:
+        loaded = load_agent(target)
+        if not hasattr(loaded.agent, "draw_champion"):
+            raise SuiteError(f"{target} holds the {loaded.agent.name} agent; only neat runs have a network to draw")
+        path = out or (target if target.is_dir() else target.parent.parent) / "champion.png"
+        print(loaded.agent.draw_champion(path))
+    except SuiteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+if __name__ == "__main__":
+    typer.run(main)
