@@ -36,6 +36,10 @@ from trainer.seeding import generator_state, set_generator_state
 # Karpathy's gradient-collection batch can reach ~10 games x ~8k steps; the backward pass runs over
 # it in chunks so the float32 copy of the frames never has to exist all at once.
 UPDATE_CHUNK = 8192
+# Below this fraction of nonzero inputs a CPU update multiplies a sparse matrix: a Pong difference
+# frame has ~0.1-1% nonzero pixels, and the sparse forward + backward of a 3,000-frame batch took
+# 117 ms against 499 ms dense here, with the same gradient.
+SPARSE_DENSITY = 0.05
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,18 @@ class PolicyNetwork(nn.Module):
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / fan_in**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(x)))
+        """`x` dense, or a sparse COO matrix (autograd still reaches the hidden weights)."""
+        hidden = torch.sparse.mm(x, self.hidden.weight.t()) if x.is_sparse else self.hidden(x)
+        return self.out(torch.relu(hidden))
+
+
+def sparse_rows(x: np.ndarray) -> torch.Tensor:
+    """(batch, n) array -> the same values as a float32 sparse COO tensor (row-major, coalesced)."""
+    rows, cols = np.nonzero(x)
+    indices = torch.as_tensor(np.stack([rows, cols]))
+    values = torch.as_tensor(x[rows, cols], dtype=torch.float32)
+    # np.nonzero yields each index once in row-major order: already coalesced, nothing to check.
+    return torch.sparse_coo_tensor(indices, values, x.shape, is_coalesced=True, check_invariants=False)
 
 
 def log_prob(logits: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -204,9 +219,12 @@ class PolicyGradientAgent(Agent):
         self.running_return: float | None = None
 
     def _logits(self, observations: np.ndarray) -> torch.Tensor:
-        """(batch, *obs_shape) any dtype -> logits; frames travel to the device as int8 (4x smaller)."""
-        x = torch.as_tensor(observations, device=self.device).reshape(len(observations), -1)
-        return self.policy(x.float())
+        """(batch, *obs_shape) any dtype -> logits; frames travel to the device as int8 (4x smaller).
+        Mostly-zero inputs on the CPU go through a sparse product (SPARSE_DENSITY)."""
+        flat = np.asarray(observations).reshape(len(observations), -1)
+        if self.device.type == "cpu" and np.count_nonzero(flat) < SPARSE_DENSITY * flat.size:
+            return self.policy(sparse_rows(flat))
+        return self.policy(torch.as_tensor(flat, device=self.device).float())
 
     def action_probabilities(self, observations: np.ndarray) -> np.ndarray:
         """(batch, *obs_shape) -> (batch, n_actions) float64 probabilities.

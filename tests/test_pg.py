@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from agents.pg import PGConfig, PolicyGradientAgent, discounted_returns, log_prob, probabilities
+from agents.pg import (
+    SPARSE_DENSITY,
+    PGConfig,
+    PolicyGradientAgent,
+    discounted_returns,
+    log_prob,
+    probabilities,
+    sparse_rows,
+)
 from envs.atari import KarpathyPong, karpathy_frame
 from trainer.config import build_config
 from trainer.errors import ConfigError
@@ -140,6 +148,23 @@ def test_sparse_acting_path_matches_torch_forward(n_actions):
     with torch.no_grad():
         expected = probabilities(agent._logits(frames)).numpy()
     np.testing.assert_allclose(agent.action_probabilities(frames), expected, atol=1e-5)
+
+
+def test_sparse_update_gradient_equals_dense():
+    agent = _agent(gym.spaces.Box(-1, 1, (80, 80), np.int8), gym.spaces.Discrete(6), action_subset=(2, 3))
+    frames = np.random.default_rng(1).choice([-1, 1], size=(40, 80, 80)).astype(np.int8)
+    frames *= np.random.default_rng(2).random((40, 80, 80)) < 0.01  # ~1% nonzero, as a Pong difference
+    frames[3] = 0
+    actions, weights = torch.arange(40) % 2, torch.linspace(-1, 1, 40)
+    grads = []
+    for logits in (agent._logits(frames), agent.policy(torch.as_tensor(frames.reshape(40, -1)).float())):
+        agent.policy.zero_grad()
+        (weights * log_prob(logits, actions)).sum().backward()
+        grads.append([p.grad.clone() for p in agent.policy.parameters()])
+    assert np.count_nonzero(frames) < SPARSE_DENSITY * frames.size  # so _logits took the sparse product
+    assert sparse_rows(frames.reshape(40, -1)).to_dense().equal(torch.as_tensor(frames.reshape(40, -1)).float())
+    for sparse_grad, dense_grad in zip(*grads, strict=True):
+        torch.testing.assert_close(sparse_grad, dense_grad, rtol=1e-5, atol=1e-6)
 
 
 def test_config_rejects_bad_action_subset():
