@@ -26,6 +26,10 @@ from trainer.errors import ConfigError, IncompatibleEnvError
 from trainer.resources import torch_threads, usable_cores
 from trainer.seeding import generator_state, set_generator_state
 
+# Replay batches for a round are drawn together up to this many bytes of observations (CartPole: all
+# 128 of a round; Atari: ~18 batches of 32 frame stacks).
+SAMPLE_BYTES = 32 * 2**20
+
 
 @dataclass(frozen=True)
 class DQNConfig:
@@ -249,9 +253,8 @@ class DQNAgent(StepwiseAgent):
         self.steps += 1
         metrics = None
         if self.steps > c.learning_starts and self.steps % c.train_freq == 0 and len(self.replay) >= c.batch_size:
-            losses = [self.update() for _ in range(c.gradient_steps)]
             metrics = {
-                "losses/td_huber": float(np.mean(losses)),
+                "losses/td_huber": self.update(c.gradient_steps),
                 "charts/epsilon": self.epsilon,
                 "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
             }
@@ -264,8 +267,11 @@ class DQNAgent(StepwiseAgent):
         return [torch.from_numpy(array).to(self.device, non_blocking=True) for array in batch]
 
     def loss(self, batch: ReplayBatch) -> torch.Tensor:
-        """Huber loss between Q(s, a) and the (n-step, optionally Double DQN) TD target."""
-        obs, actions, returns, next_obs, terminated, discounts = self._to_tensors(batch)
+        """Huber loss between Q(s, a) and the (n-step, optionally Double DQN) TD target; `batch` holds
+        numpy arrays as sampled or tensors already on the device."""
+        obs, actions, returns, next_obs, terminated, discounts = (
+            batch if isinstance(batch.obs, torch.Tensor) else self._to_tensors(batch)
+        )
         with torch.no_grad():
             next_q_target = self.target_network(next_obs)
             next_q_online = self.q_network(next_obs) if self.config.double_q else None
@@ -273,21 +279,39 @@ class DQNAgent(StepwiseAgent):
         q_taken = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         return F.smooth_l1_loss(q_taken, targets)
 
-    def update(self) -> float:
-        """One gradient step on a replay batch; returns the loss."""
+    def update(self, gradient_steps: int = 1) -> float:
+        """`gradient_steps` gradient steps, each on its own replay batch; returns their mean loss.
+
+        The buffer does not change within a round, so the batches are drawn together (up to
+        SAMPLE_BYTES of observations per draw): CartPole's 128 steps per round pay numpy's per-call
+        overhead once instead of 128 times (~8% of a round's time).
+        """
         c = self.config
-        batch = self.replay.sample(c.batch_size, self.rng, n_step=c.n_step, gamma=c.gamma)
         if c.final_learning_rate >= 0 and self.schedule_steps:
             lr = linear_schedule(c.learning_rate, c.final_learning_rate, self.schedule_steps, self.steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+        transition_bytes = 2 * self.replay.frames.itemsize * int(np.prod(self.observation_space.shape))
+        per_draw = max(1, min(gradient_steps, SAMPLE_BYTES // (transition_bytes * c.batch_size)))
+        losses = []
+        for first in range(0, gradient_steps, per_draw):
+            steps = min(per_draw, gradient_steps - first)
+            drawn = self.replay.sample(c.batch_size * steps, self.rng, n_step=c.n_step, gamma=c.gamma)
+            tensors = self._to_tensors(drawn)
+            for i in range(steps):
+                rows = slice(i * c.batch_size, (i + 1) * c.batch_size)
+                losses.append(self._gradient_step(ReplayBatch(*(t[rows] for t in tensors))))
+        # One host sync for the round, not one per step (matters on CUDA).
+        return float(torch.stack(losses).mean())
+
+    def _gradient_step(self, batch: ReplayBatch) -> torch.Tensor:
         loss = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.q_network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
-        return float(loss.detach())
+        return loss.detach()
 
     def sync_target(self) -> None:
         with torch.no_grad():
