@@ -148,6 +148,12 @@ def test_sparse_acting_path_matches_torch_forward(n_actions):
     with torch.no_grad():
         expected = probabilities(agent._logits(frames)).numpy()
     np.testing.assert_allclose(agent.action_probabilities(frames), expected, atol=1e-5)
+    # The numpy path keeps a copy of the weights: after an update it must act on the new ones.
+    agent.update([(frames, np.arange(5) % n_actions, np.array([1.0, -1, 0, 1, 0]))])
+    with torch.no_grad():
+        updated = probabilities(agent._logits(frames)).numpy()
+    assert not np.allclose(updated, expected, atol=1e-5)
+    np.testing.assert_allclose(agent.action_probabilities(frames), updated, atol=1e-5)
 
 
 def test_sparse_update_gradient_equals_dense():
