@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import agents.dqn as dqn_module
 from agents.dqn import DQNAgent, DQNConfig, dueling_combine, td_targets
 from agents.networks import NatureCNN
 from agents.replay import ReplayBatch, ReplayBuffer
@@ -163,6 +164,22 @@ def test_nature_cnn_forward_on_fake_image_space():
     for _ in range(3):
         agent.replay.add(1, 1.0, space.sample(), False, False)
     assert np.isfinite(agent.update())
+
+
+def test_a_round_draws_its_batches_together_within_the_byte_cap(monkeypatch):
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agent = DQNAgent(DQNConfig(batch_size=2, buffer_size=10), space, gym.spaces.Discrete(6))
+    agent.replay.start_episode(space.sample())
+    for _ in range(5):
+        agent.replay.add(1, 1.0, space.sample(), False, False)
+    # Two batches of two image transitions (obs and next obs) fit under the cap, a third does not.
+    monkeypatch.setattr(dqn_module, "SAMPLE_BYTES", 2 * 2 * 2 * space.sample().nbytes)
+    drawn = []
+    sample = agent.replay.sample
+    monkeypatch.setattr(agent.replay, "sample", lambda n, *a, **k: drawn.append(n) or sample(n, *a, **k))
+    assert np.isfinite(agent.update(5))
+    assert drawn == [4, 4, 2]
+    assert agent.updates == 5
 
 
 def test_learning_rate_anneals_linearly_over_the_run_only_when_asked():
