@@ -32,6 +32,9 @@ from envs.spec import EnvConfig, check_env_id
 from envs.vizdoom import DoomScreen
 from trainer.errors import SuiteError
 
+# Where the VizDoom engine keeps its temporary files, relative to the working directory (its choice).
+VIZDOOM_TEMP_DIR = "_vizdoom"
+
 Mode = Literal["train", "eval"]
 
 
@@ -45,6 +48,10 @@ def _make_base(config: EnvConfig, render_mode: str | None) -> gym.Env:
         kwargs["repeat_action_probability"] = config.repeat_action_probability
     elif config.family == "vizdoom":
         kwargs["frame_skip"] = config.frame_skip
+        # The engine checks for, then creates, ./_vizdoom; two workers starting at once raced there and
+        # one died with SIGSEGV ("Failed to create ./_vizdoom/ directory: File exists"). Made first, it
+        # exists before any engine looks.
+        os.makedirs(VIZDOOM_TEMP_DIR, exist_ok=True)
     try:
         return gym.make(config.env_id, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
