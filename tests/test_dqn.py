@@ -58,7 +58,7 @@ def test_huber_loss_on_hand_made_batch():
     )
     # Targets: 3 + 0.5 * max(1, -1) = 3.5 (error 3.0, linear part: 2.5); 0.1 (error 0.15, 0.5 * 0.0225).
     expected = (2.5 + 0.5 * 0.15**2) / 2
-    assert agent.loss(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert agent.loss(agent.to_tensors(batch)).item() == pytest.approx(expected, rel=1e-5)
     assert F.smooth_l1_loss(torch.tensor([0.5]), torch.tensor([3.5])).item() == pytest.approx(2.5)
 
 
