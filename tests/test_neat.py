@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -363,6 +364,19 @@ def test_ray_backend_gives_the_process_pool_fitnesses(ray_cluster):
     assert len(set(cluster.nodes)) == 2
 
 
+def _wait_until_dead(ray, actor, seconds: float = 60) -> None:
+    """`ray.kill` only sends the request: a call made right after it was once still answered (CI), so
+    wait until the actor refuses calls before testing what the rollout makes of a dead actor."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.node.remote(), timeout=seconds)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.1)
+    pytest.fail("the killed ray actor still answers calls")
+
+
 @pytest.mark.slow
 def test_ray_actor_failures_are_one_line_errors(ray_cluster):
     import ray
@@ -374,6 +388,7 @@ def test_ray_actor_failures_are_one_line_errors(ray_cluster):
         with pytest.raises(SuiteError, match="^neat ray actor 0 failed to evaluate its share: AttributeError"):
             rollout.evaluate([None] * 4, seed=0)  # the actor raises
         ray.kill(rollout.actors[1])
+        _wait_until_dead(ray, rollout.actors[1])
         with pytest.raises(SuiteError, match="neat ray actor 1 failed") as dead:
             rollout.evaluate(Population(NeatConfig(population_size=4), 2, 1, np.random.default_rng(0)).genomes, 0)
         assert "\n" not in str(dead.value)
