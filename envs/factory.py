@@ -27,7 +27,15 @@ from gymnasium.wrappers import (
     TransformReward,
 )
 
-from envs.atari import EpisodicLife, FireOnReset, KarpathyPong, KarpathyPongBatch, ale_vector_env, has_fire_action
+from envs.atari import (
+    EpisodicLife,
+    FireOnReset,
+    KarpathyPong,
+    KarpathyPongBatch,
+    PartialBatchEpisodeStatistics,
+    ale_vector_env,
+    has_fire_action,
+)
 from envs.spec import EnvConfig, check_env_id
 from envs.vizdoom import DoomScreen
 from trainer.errors import SuiteError
@@ -146,6 +154,7 @@ def make_vector_env(
     asynchronous: bool = False,
     batched: bool = False,
     record_statistics: bool = True,
+    envs_per_step: int = 0,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies seeded `seed, seed+1, ...`; asynchronous puts each in its own process so
     that preprocessing runs there and only the small observation is sent back.
@@ -157,14 +166,29 @@ def make_vector_env(
     SAME_STEP or NEXT_STEP mode of their library; `finished_episodes` reads either.
     `record_statistics=False` leaves the episode statistics out, for callers that sum rewards
     themselves (the wrapper costs about as much as a numpy CartPole step).
+
+    `envs_per_step` (1..num_envs-1; 0 = all) makes ale-py's batch answer only the first envs to
+    finish each step, `infos["env_id"]` naming them (see `answered_env_ids`): the caller works on
+    one part while the rest emulate. Only ale-py's batch can, so it needs `batched` and an Atari id
+    with the `karpathy` preprocessing.
     """
     if isinstance(config, str):
         config = EnvConfig(config)
     check_env_id(config.env_id)
+    partial = 0 < envs_per_step < num_envs
+    if envs_per_step < 0 or envs_per_step > num_envs:
+        raise SuiteError(f"envs_per_step must be between 0 (all) and num_envs ({num_envs}), not {envs_per_step}")
+    if partial and not (batched and config.family == "atari" and has_batched_implementation(config)):
+        raise SuiteError(
+            f"envs_per_step < num_envs needs ale-py's batch (an Atari id, karpathy preprocessing, batched); "
+            f"{config.env_id} here is not one"
+        )
     if batched and has_batched_implementation(config):
-        envs = _library_batch(config, num_envs)
+        envs = _library_batch(config, num_envs, envs_per_step if partial else 0)
         envs.action_space.seed(seed)
-        envs = gym.wrappers.vector.RecordEpisodeStatistics(envs) if record_statistics else envs
+        if record_statistics:
+            statistics = PartialBatchEpisodeStatistics if partial else gym.wrappers.vector.RecordEpisodeStatistics
+            envs = statistics(envs)
         # The statistics wrapper sees raw rewards; Karpathy's frames come after it, as in `make_env`.
         return KarpathyPongBatch(envs) if config.family == "atari" else envs
     fns = [env_thunk(config, seed + i, mode) for i in range(num_envs)]
@@ -188,7 +212,7 @@ def has_batched_implementation(config: EnvConfig) -> bool:
     return False
 
 
-def _library_batch(config: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
+def _library_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vector.VectorEnv:
     if config.family == "atari":
         from trainer.resources import usable_cores  # noqa: PLC0415  (keeps torch out of plain env imports)
 
@@ -200,6 +224,7 @@ def _library_batch(config: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
             repeat_action_probability=config.repeat_action_probability,
             max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
             num_threads=min(num_envs, usable_cores()),
+            batch_size=envs_per_step,
         )
     return gym.make_vec(config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
 

@@ -9,7 +9,7 @@ from gymnasium.wrappers import FrameStackObservation, TransformReward
 
 from envs import EnvConfig, finished_episodes, make_env, make_vector_env
 from envs.atari import EpisodicLife, KarpathyPong
-from trainer.errors import IncompatibleEnvError, UnknownEnvError
+from trainer.errors import IncompatibleEnvError, SuiteError, UnknownEnvError
 
 
 def wrapper_types(env: gym.Env) -> list[type]:
@@ -188,3 +188,71 @@ def test_ale_batch_gives_the_single_env_karpathy_frames():
         nonzero += int(np.count_nonzero(observations))
     batch.close()
     assert nonzero > 0 and single_scores and sorted(batch_scores) == sorted(single_scores)
+
+
+def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
+    """With `envs_per_step` < num_envs ale-py answers whichever envs finish first, named in
+    `infos["env_id"]`: each env's frames, rewards, episode ends and statistics still equal those of
+    its own `make_env` copy given the same actions, and late reset frames count no step."""
+    from dataclasses import replace
+
+    from envs import answered_env_ids
+    from envs.atari import PartialBatchEpisodeStatistics
+
+    config = replace(EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), repeat_action_probability=0.0)
+    batch = make_vector_env(config, 4, seed=0, batched=True, envs_per_step=2)
+    chain = []
+    env = batch
+    while hasattr(env, "env"):
+        chain.append(type(env))
+        env = env.env
+    assert PartialBatchEpisodeStatistics in chain
+    singles = [make_env(config, seed=i) for i in range(4)]
+    started = [False] * 4
+
+    def check_reset_frame(env_id: int, observation: np.ndarray) -> None:
+        np.testing.assert_array_equal(observation, singles[env_id].reset(seed=int(env_id))[0])
+        started[env_id] = True
+
+    observations, infos = batch.reset(seed=0)
+    ids = answered_env_ids(infos, len(observations))
+    assert len(ids) == 2
+    for row, env_id in enumerate(ids):
+        check_reset_frame(env_id, observations[row])
+    rng = np.random.default_rng(0)
+    batch_episodes, single_episodes, late_resets, pending = [], [], 0, {}
+    for _ in range(2400):  # ~1,200 steps per env: every env loses at least one game (~760-930 steps)
+        actions = rng.integers(0, 6, size=len(ids))
+        pending.update(zip(ids.tolist(), actions.tolist(), strict=True))
+        observations, rewards, terminated, truncated, infos = batch.step(actions)
+        batch_episodes += finished_episodes(infos)
+        ids = answered_env_ids(infos, len(observations))
+        for row, env_id in enumerate(ids):
+            if not started[env_id]:  # its reset frame arrives only now; no action was pending
+                assert env_id not in pending and rewards[row] == 0 and not terminated[row]
+                check_reset_frame(env_id, observations[row])
+                late_resets += 1
+                continue
+            single_obs, reward, single_terminated, single_truncated, info = singles[env_id].step(pending.pop(env_id))
+            if single_terminated or single_truncated:
+                single_episodes.append((float(info["episode"]["r"]), int(info["episode"]["l"])))
+                single_obs, _ = singles[env_id].reset()
+            np.testing.assert_array_equal(observations[row], single_obs)
+            assert rewards[row] == reward and terminated[row] == single_terminated
+    batch.close()
+    assert late_resets == 2 and all(started)
+    assert len(single_episodes) >= 4 and sorted(batch_episodes) == sorted(single_episodes)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "num_envs", "envs_per_step", "message"),
+    [
+        ("CartPole-v1", 4, 2, "needs ale-py's batch"),
+        ("ALE/Pong-v5", 4, 2, "needs ale-py's batch"),  # dqn preprocessing: one env at a time
+        ("CartPole-v1", 4, 5, "between 0"),
+        ("CartPole-v1", 4, -1, "between 0"),
+    ],
+)
+def test_partial_batch_refused_where_no_library_batch_supports_it(env_id, num_envs, envs_per_step, message):
+    with pytest.raises(SuiteError, match=message):
+        make_vector_env(env_id, num_envs, seed=0, batched=True, envs_per_step=envs_per_step)

@@ -67,11 +67,24 @@ class TrainContext:
         return make_env(config, seed=self.env_seed(offset), mode="train")
 
     def make_vector_env(
-        self, num_envs: int, *, asynchronous: bool = False, batched: bool = False, **env_changes: Any
+        self,
+        num_envs: int,
+        *,
+        asynchronous: bool = False,
+        batched: bool = False,
+        envs_per_step: int = 0,
+        **env_changes: Any,
     ) -> gym.vector.VectorEnv:
         """The factory's `make_vector_env` for this run's env, seeded from the run's seed."""
         config = self._config_with(env_changes)
-        return make_vector_env(config, num_envs, seed=self.env_seed(), asynchronous=asynchronous, batched=batched)
+        return make_vector_env(
+            config,
+            num_envs,
+            seed=self.env_seed(),
+            asynchronous=asynchronous,
+            batched=batched,
+            envs_per_step=envs_per_step,
+        )
 
     def _config_with(self, changes: dict[str, Any]) -> EnvConfig:
         return replace(self.env_config, **changes) if changes else self.env_config
