@@ -165,13 +165,19 @@ class WindowContext(TrainContext):
         return STOP["requested"] or now - self.started >= self.window or super().should_stop()
 
 
-def run_ours(window: float, seed: int, num_envs: int, mode: str, workdir: Path) -> Phase:
+def run_ours(window: float, seed: int, num_envs: int, mode: str, workdir: Path, envs_per_step: int = 0) -> Phase:
     """mode: "batched" (ale-py's threaded vector env), "async" (a process per env) or "sync"."""
-    overrides = {"num_envs": num_envs, "batched": mode == "batched", "asynchronous": mode == "async"}
+    overrides = {
+        "num_envs": num_envs,
+        "batched": mode == "batched",
+        "asynchronous": mode == "async",
+        "envs_per_step": envs_per_step,
+    }
     config = build_config(PGConfig, PolicyGradientAgent.presets[ENV_ID], overrides)
     env_config = PolicyGradientAgent.env_config(ENV_ID, config)
     agent = PolicyGradientAgent(config, *spaces_of(env_config), device="cpu", seed=seed)
-    name = f"pg {mode} ({num_envs} env{'s' if num_envs > 1 else ''})"
+    answered = f" on {envs_per_step}" if 0 < envs_per_step < num_envs else ""
+    name = f"pg {mode} ({num_envs} env{'s' if num_envs > 1 else ''}{answered})"
     run_dir = workdir / name.replace(" ", "_").replace("(", "").replace(")", "")
     logger = RunLogger(run_dir, total_steps=10**12, progress=False)
     ctx = WindowContext(
@@ -222,17 +228,25 @@ def main() -> None:
     args = parser.parse_args()
     window = args.window or (20.0 if args.quick else 60.0)
     signal.signal(signal.SIGINT, _request_stop)
-    plans = [("reference", 1, ""), ("pg", 4, "batched"), ("pg", 8, "batched"), ("pg", 1, "sync"), ("pg", 2, "async")]
+    # (kind, num_envs, mode, envs_per_step): ours by default (16 envs, acting on the first 8 to finish
+    # while the other 8 emulate), then the whole batch of 8 at once, one env, a process per env.
+    plans = [
+        ("reference", 1, "", 0),
+        ("pg", 16, "batched", 8),
+        ("pg", 8, "batched", 0),
+        ("pg", 1, "sync", 0),
+        ("pg", 2, "async", 0),
+    ]
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="bench_pg_") as tmp:
-        for kind, num_envs, mode in plans:
+        for kind, num_envs, mode, envs_per_step in plans:
             if STOP["requested"]:
                 break
             print(f"phase: {kind} envs={num_envs} {mode}, {window:.0f} s", flush=True)
             if kind == "reference":
                 phases.append(run_reference(window, args.seed))
             else:
-                phases.append(run_ours(window, args.seed, num_envs, mode, Path(tmp)))
+                phases.append(run_ours(window, args.seed, num_envs, mode, Path(tmp), envs_per_step))
             print(f"  -> {phases[-1].sps:.0f} steps/s", flush=True)
     print_table(phases)
 

@@ -10,6 +10,7 @@ import torch
 
 from agents.pg import (
     SPARSE_DENSITY,
+    EpisodeBuffer,
     PGConfig,
     PolicyGradientAgent,
     discounted_returns,
@@ -100,7 +101,8 @@ def _agent(obs_space, act_space, **overrides) -> PolicyGradientAgent:
 def test_log_probability_gradient_by_hand():
     agent = _agent(gym.spaces.Box(-5, 5, (2,)), gym.spaces.Discrete(2), hidden_size=2)
     with torch.no_grad():
-        agent.policy.hidden.weight.copy_(torch.tensor([[1.0, 0.0], [0.5, -1.0]]))
+        # Input-major (inputs x hidden units): unit 0 reads 1 x0 + 0 x1, unit 1 reads 0.5 x0 - 1 x1.
+        agent.policy.input_weight.copy_(torch.tensor([[1.0, 0.5], [0.0, -1.0]]))
         agent.policy.out.weight.copy_(torch.tensor([[2.0, -1.0]]))
     x = np.array([[1.0, 2.0]], np.float32)
     # h = relu([1, 0.5 - 2]) = [1, 0]; z = 2; p(index 0) = sigmoid(2); d log p / dz = 1 - p.
@@ -108,7 +110,8 @@ def test_log_probability_gradient_by_hand():
     log_prob(agent._logits(x), torch.tensor([0])).sum().backward()
     np.testing.assert_allclose(agent.policy.out.weight.grad.numpy(), [[1 - p, 0.0]], rtol=1e-6)
     # dW1 = outer((1 - p) * W2 * relu'(h_pre), x): only the active first unit gets (1 - p) * 2 * x.
-    np.testing.assert_allclose(agent.policy.hidden.weight.grad.numpy(), [[2 * (1 - p), 4 * (1 - p)], [0, 0]], rtol=1e-6)
+    expected = [[2 * (1 - p), 0], [4 * (1 - p), 0]]  # input-major
+    np.testing.assert_allclose(agent.policy.input_weight.grad.numpy(), expected, rtol=1e-6)
     # Karpathy's "y - aprob" for the other action (y = 0): d log(1 - p) / dz = -p.
     agent.policy.zero_grad()
     log_prob(agent._logits(x), torch.tensor([1])).sum().backward()
@@ -129,8 +132,8 @@ def test_greedy_act_is_most_probable_pong_action():
     frame = np.zeros((80, 80), np.int8)
     frame[10, 10] = 1
     with torch.no_grad():
-        agent.policy.hidden.weight.zero_()
-        agent.policy.hidden.weight[0, 10 * 80 + 10] = 1.0
+        agent.policy.input_weight.zero_()
+        agent.policy.input_weight[10 * 80 + 10, 0] = 1.0
         agent.policy.out.weight.zero_()
         agent.policy.out.weight[0, 0] = 3.0  # p(UP) = sigmoid(3) > 0.5
     assert agent.act(frame)[0] == 2
@@ -156,6 +159,20 @@ def test_sparse_acting_path_matches_torch_forward(n_actions):
     np.testing.assert_allclose(agent.action_probabilities(frames), updated, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "shape"), [(np.int8, (40, 6400)), (np.uint8, (3, 13)), (np.float32, (4, 16)), (np.int64, (2, 8))]
+)
+def test_sparse_rows_equal_the_dense_rows(dtype, shape):
+    """Byte arrays take the 8-bytes-at-a-time scan (when their size allows), the rest plain numpy."""
+    rng = np.random.default_rng(0)
+    x = (rng.choice([-1, 1], size=shape) * (rng.random(shape) < 0.05)).astype(dtype)
+    x[0, : min(9, shape[1])] = 1  # neighbours within one 8-byte word and across two
+    x[-1, -1] = 1  # the very last element
+    dense = sparse_rows(x).to_dense()
+    assert dense.dtype == torch.float32 and dense.equal(torch.as_tensor(x.astype(np.float32)))
+    assert sparse_rows(np.zeros(shape, dtype))._nnz() == 0
+
+
 def test_sparse_update_gradient_equals_dense():
     agent = _agent(gym.spaces.Box(-1, 1, (80, 80), np.int8), gym.spaces.Discrete(6), action_subset=(2, 3))
     frames = np.random.default_rng(1).choice([-1, 1], size=(40, 80, 80)).astype(np.int8)
@@ -178,6 +195,30 @@ def test_config_rejects_bad_action_subset():
         build_config(PGConfig, {"action_subset": "2"})
     with pytest.raises(ConfigError):
         _agent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(3), action_subset=(2, 3))
+
+
+def _frames(*values: int) -> np.ndarray:
+    """One tiny (2,) observation per value, filled with it, to tell them apart."""
+    return np.array([[v, v] for v in values], np.int8)
+
+
+def test_episode_buffer_pairs_each_env_reward_with_its_own_action():
+    """Rows come back by env id, in any order and a step or more after their action was sent; a row
+    whose env had no action pending (a reset frame arriving late) records nothing."""
+    buffer = EpisodeBuffer(3)
+    buffer.act(np.array([0, 1]), _frames(0, 10), np.array([1, 0]))
+    # Env 2's late reset frame and env 1's answer come back first; env 0 is still emulating.
+    assert buffer.answer(np.array([2, 1]), np.array([0.0, 0.0]), np.array([False, False])) == 1
+    buffer.act(np.array([2, 1]), _frames(20, 11), np.array([0, 1]))
+    assert buffer.answer(np.array([0, 1]), np.array([1.0, -1.0]), np.array([True, False])) == 2
+    assert buffer.answer(np.array([2]), np.array([-1.0]), np.array([True])) == 1
+    episodes = buffer.take()
+    assert [ep[0][:, 0].tolist() for ep in episodes] == [[0], [20]]
+    assert [ep[1].tolist() for ep in episodes] == [[1], [0]]
+    assert [ep[2].tolist() for ep in episodes] == [[1.0], [-1.0]]
+    obs, act, rew = buffer.running[1]  # env 1 goes on: two actions, two rewards
+    assert [o[0] for o in obs] == [10, 11] and act == [0, 1] and rew == [0.0, -1.0]
+    assert buffer.take() == []
 
 
 # Training -----------------------------------------------------------------------------------------
@@ -206,15 +247,47 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
     assert len({agent.act(o)[0] for o in observations}) == 2  # a real comparison, not a constant
 
 
+def test_checkpoint_of_the_earlier_layout_loads_transposed():
+    """Agent states saved before the input weights were stored input-major still load, RMSProp's
+    running average included, and act the same."""
+    spaces = gym.spaces.Box(-1, 1, (80, 80), np.int8), gym.spaces.Discrete(6)
+    config = build_config(PGConfig, {"action_subset": (2, 3)})
+    agent, other = (PolicyGradientAgent(config, *spaces, seed=seed) for seed in (0, 5))
+    frames = np.random.default_rng(0).choice([-1, 0, 0, 0, 0, 0, 0, 1], size=(6, 80, 80)).astype(np.int8)
+    agent.update([(frames, np.arange(6) % 2, np.array([1.0, -1, 0, 1, 0, -1]))])
+    state = agent.state_dict()
+    weights, square_avg = state["policy"]["input_weight"], state["optimizer"]["state"][0]["square_avg"]
+    earlier = {
+        **state,
+        "policy": {"hidden.weight": weights.t(), "out.weight": state["policy"]["out.weight"]},
+        "optimizer": {
+            **state["optimizer"],
+            "state": {
+                **state["optimizer"]["state"],
+                0: {**state["optimizer"]["state"][0], "square_avg": square_avg.t()},
+            },
+        },
+    }
+    assert not other.policy.input_weight.equal(weights)
+    other.load_state_dict(earlier)
+    assert other.policy.input_weight.equal(weights)
+    assert other.optimizer.state_dict()["state"][0]["square_avg"].equal(square_avg)
+    np.testing.assert_array_equal(other.action_probabilities(frames), agent.action_probabilities(frames))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
-    [{"num_envs": 1}, {"num_envs": 2, "batched": False, "asynchronous": True}],
-    ids=["ale-batch", "process-per-env"],
+    [
+        {"num_envs": 1},
+        {"num_envs": 3, "envs_per_step": 2},
+        {"num_envs": 2, "batched": False, "asynchronous": True},
+    ],
+    ids=["ale-batch", "ale-partial-batch", "process-per-env"],
 )
 def test_pong_smoke(tmp_path, overrides):
     """The Pong path end to end: Karpathy frames, UP/DOWN only, an update, a running mean; through
-    ale-py's batch and through a process per env."""
+    ale-py's batch (whole, or answering 2 of 3 envs per step) and through a process per env."""
     result = train(
         "pg",
         env_id="ALE/Pong-v5",
