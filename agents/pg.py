@@ -10,9 +10,9 @@ that is about 1.6 updates per episode, and Pong still learns fast with 3e-4 (bel
 
 On Pong the envs are ale-py's threaded vector env (`batched`): every core emulates, in this process,
 and the Karpathy frames are made for the whole batch at once. Of its 16 envs the policy acts on
-the first 8 to finish (`envs_per_step`) while the other 8 emulate, so acting, learning and
-emulation overlap: 2.98x the single-process numpy original on 2 cores (bench/bench_pg.py: 6,346 vs
-2,128 steps/s; 2.27x with all 8 envs stepped at once). Three times his step size beats the built-in
+the first 8 to finish (`envs_per_step`) while the other 8 emulate, so acting overlaps the emulation
+(the update still pauses it): 2.98x the single-process numpy original on 2 cores (bench/bench_pg.py:
+6,346 vs 2,128 steps/s; 2.27x with all 8 envs stepped at once). Three times his step size beats the built-in
 player (mean of the last 100 episodes above 0) after 8.1M steps, 3,741 episodes, 23 minutes on 2
 cores at ~6,000 steps/s (seed 1; +4.25 at 16.5M steps, 45 minutes; seed 2: 9.8M steps, 27 minutes):
 

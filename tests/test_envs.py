@@ -12,12 +12,15 @@ from envs.atari import EpisodicLife, KarpathyPong
 from trainer.errors import IncompatibleEnvError, SuiteError, UnknownEnvError
 
 
-def wrapper_types(env: gym.Env) -> list[type]:
-    types = []
-    while isinstance(env, gym.Wrapper):
-        types.append(type(env))
+def _chain(env: gym.Env | gym.vector.VectorEnv):
+    """The wrappers around an env or a vector env, outermost first."""
+    while isinstance(env, (gym.Wrapper, gym.vector.VectorWrapper)):
+        yield env
         env = env.env
-    return types
+
+
+def wrapper_types(env: gym.Env) -> list[type]:
+    return [type(wrapper) for wrapper in _chain(env)]
 
 
 @pytest.mark.parametrize(
@@ -63,12 +66,6 @@ def test_reward_clipping_in_training_only():
     train = make_env("ALE/Breakout-v5", mode="train")
     clip = next(w for w in _chain(train) if isinstance(w, TransformReward))
     assert [clip.func(r) for r in (-3.0, 0.0, 7.0)] == [-1.0, 0.0, 1.0]
-
-
-def _chain(env):
-    while isinstance(env, gym.Wrapper):
-        yield env
-        env = env.env
 
 
 def test_frame_stack_puts_newest_frame_last():
@@ -201,12 +198,7 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
 
     config = replace(EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), repeat_action_probability=0.0)
     batch = make_vector_env(config, 4, seed=0, batched=True, envs_per_step=2)
-    chain = []
-    env = batch
-    while hasattr(env, "env"):
-        chain.append(type(env))
-        env = env.env
-    assert PartialBatchEpisodeStatistics in chain
+    assert PartialBatchEpisodeStatistics in wrapper_types(batch)
     singles = [make_env(config, seed=i) for i in range(4)]
     started = [False] * 4
 
