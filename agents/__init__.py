@@ -1,14 +1,33 @@
-"""The agent registry: command-line name -> the module that defines it (imported only when used)."""
+"""The agents and their Python interface.
+
+    from agents import make, load, StopAtReturn
+    agent = make("dqn", env="CartPole-v1", seed=1, learning_rate=1e-3)
+    result = agent.learn(50_000, run_dir="runs/cp", callbacks=[StopAtReturn(475)])
+    actions, state = agent.predict(observations)
+    agent.save("cartpole.pt"); again = load("cartpole.pt")
+
+The registry maps command-line names to the modules that define them; a module is imported only when
+its agent is used, so `train.py qtable` never loads CNNs, VizDoom or Ray.
+"""
 
 from __future__ import annotations
 
 import difflib
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from trainer.errors import UnknownAgentError
+from core.errors import UnknownAgentError
 
-# name -> "module:Class"; modules are imported lazily so `train.py qtable` never loads torch CNNs,
-# VizDoom or Ray.
+if TYPE_CHECKING:
+    from agents.api import load as load
+    from agents.api import make as make
+    from agents.base import Agent as Agent
+    from agents.base import TrainResult as TrainResult
+    from agents.callbacks import Callback as Callback
+    from agents.callbacks import CheckpointEvery as CheckpointEvery
+    from agents.callbacks import StopAfter as StopAfter
+    from agents.callbacks import StopAtReturn as StopAtReturn
+
 AGENTS: dict[str, str] = {
     "qtable": "agents.qtable:QTableAgent",
     "qnet": "agents.qnet:QNetworkAgent",
@@ -18,12 +37,32 @@ AGENTS: dict[str, str] = {
     "neat": "agents.neat.agent:NeatAgent",
 }
 
+# The interface, imported on first use (it brings torch and gymnasium).
+_LAZY = {
+    "make": "agents.api",
+    "load": "agents.api",
+    "Agent": "agents.base",
+    "TrainResult": "agents.base",
+    "Callback": "agents.callbacks",
+    "CheckpointEvery": "agents.callbacks",
+    "StopAfter": "agents.callbacks",
+    "StopAtReturn": "agents.callbacks",
+}
+
+__all__ = ["AGENTS", "agent_names", "get_agent_class", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+
 
 def agent_names() -> list[str]:
     return list(AGENTS)
 
 
-def get_agent_class(name: str):
+def get_agent_class(name: str) -> type[Agent]:
     if name not in AGENTS:
         close = difflib.get_close_matches(name, AGENTS, n=2, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""

@@ -1,42 +1,85 @@
-"""The agent interface every family implements, and the shared loop of step-wise learners.
+"""The agent interface every family implements, with its Python face (`learn`, `predict`, `save`), and
+the shared loop of step-wise learners.
 
-An agent is built from its config dataclass and the (preprocessed) spaces, trains inside
-`learn(ctx)` by reporting to a `TrainContext`, acts greedily through `act`, and saves itself as plain
+An agent is built from its config dataclass and the (preprocessed) spaces by `agents.make` or
+`agents.load`. Its own training loop, `train(ctx)`, reports to a `TrainContext`; `learn` wraps it in a
+`Session` (logging, checkpoints, callbacks, Ctrl-C). It acts through `act` and saves itself as plain
 data through `state_dict` / `load_state_dict` (tensors, arrays as tensors, plain containers).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.callbacks import Callback, CheckpointEvery
+from agents.context import TrainContext
+from agents.session import Session
+from core.checkpoint import CHECKPOINT_DIR, LATEST, Checkpoint, RunState
+from core.config import config_to_dict
+from core.errors import ConfigError, IncompatibleEnvError, SuiteError
+from core.seeding import rng_state
+from core.tblog import RunLogger
 from envs import EnvConfig
-from trainer.context import TrainContext
-from trainer.errors import IncompatibleEnvError
+
+C = TypeVar("C")
 
 
-class Agent(ABC):
+@dataclass(frozen=True)
+class TrainResult:
+    """What one `learn` call did."""
+
+    run_dir: Path | None
+    agent: str
+    env_id: str
+    global_step: int
+    """Env steps of the run so far, earlier `learn` calls included."""
+    episodes: int
+    """Episodes of the run so far, earlier `learn` calls included."""
+    episode_returns: list[float]
+    """Real returns of the episodes finished in this call."""
+    mean_return: float
+    """Mean of the last 100 of them (nan if none finished)."""
+    wall_time: float
+    """Seconds this call took."""
+    interrupted: bool
+    """Stopped by Ctrl-C or SIGTERM."""
+    stop_reason: str | None = None
+    """Why the run stopped before its step budget (a callback, a signal), else None."""
+    agent_object: Any = field(repr=False, default=None)
+
+
+class Agent(ABC, Generic[C]):
     name: ClassVar[str]
     """Command-line name (`qtable`, `dqn`, ...)."""
     Config: ClassVar[type]
     """Frozen dataclass of hyperparameters; every field has a working default and a docstring."""
     default_env: ClassVar[str]
     default_steps: ClassVar[int]
+    """Env steps of a run on an env without its own budget in `step_budgets`."""
+    step_budgets: ClassVar[dict[str, int]] = {}
+    """Env steps of a run per env id, where they differ from `default_steps`."""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    """Per-env hyperparameter overrides, as data: `{"Taxi-v3": {"learning_rate": 0.5}}`."""
+    """Per-env hyperparameter overrides, as data: `{"Taxi-v4": {"learning_rate": 0.5}}`."""
 
     def __init__(
         self,
-        config: Any,
+        config: C,
         observation_space: gym.Space,
         action_space: gym.Space,
         *,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        env_config: EnvConfig | None = None,
     ):
         self.config = config
         self.observation_space = observation_space
@@ -44,32 +87,52 @@ class Agent(ABC):
         self.device = torch.device(device)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.env_config = env_config or EnvConfig(self.default_env)
+        self.run = RunState(seed=seed)
+        """Steps, episodes and time of every `learn` so far (what a checkpoint records)."""
+        self.run_dir: Path | None = None
+        """The run directory this agent was last trained in or loaded from."""
+        self.user_env: gym.Env | None = None
+        """The env object given to `agents.make`, used as the first training env of the next `learn`."""
 
     # Class-level decisions made before an agent exists ---------------------------------------
     @classmethod
-    def env_config(cls, env_id: str, config: Any) -> EnvConfig:
+    def env_config_for(cls, env: EnvConfig, config: C) -> EnvConfig:
         """The env (and preprocessing) this agent trains on; override to pick e.g. Karpathy frames."""
-        return EnvConfig(env_id)
+        return env
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Raise `IncompatibleEnvError` (one line) when the agent cannot run on these spaces."""
         return None
 
-    # Training and acting ----------------------------------------------------------------------
+    @classmethod
+    def steps_for(cls, env_id: str) -> int:
+        """The step budget of a run on `env_id`."""
+        return cls.step_budgets.get(env_id, cls.default_steps)
+
+    # The family's own parts ---------------------------------------------------------------------
     @abstractmethod
-    def learn(self, ctx: TrainContext) -> None:
+    def train(self, ctx: TrainContext) -> None:
         """Train until `ctx.should_stop()`, reporting steps, episodes and metrics to `ctx`."""
 
     @abstractmethod
     def act(self, observation: Any, state: Any = None) -> tuple[Any, Any]:
         """Greedy action for one observation; `state` is carried between steps (an LSTM's, say)."""
 
+    def sample_action(self, observation: Any, state: Any = None) -> tuple[Any, Any]:
+        """Training-time (exploring or sampled) action for one observation; greedy unless overridden."""
+        return self.act(observation, state)
+
+    def act_batch(self, observations: np.ndarray, states: list[Any]) -> tuple[np.ndarray, list[Any]]:
+        """Greedy actions for a batch (one row per observation); override with one batched forward pass."""
+        pairs = [self.act(obs, state) for obs, state in zip(observations, states, strict=True)]
+        return np.asarray([a for a, _ in pairs]), [s for _, s in pairs]
+
     def initial_state(self) -> Any:
         """The `state` to pass to `act` at the start of an episode (None for memoryless policies)."""
         return None
 
-    # Persistence --------------------------------------------------------------------------------
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: parameters, optimizer, schedules, RNG. Plain data only."""
@@ -77,13 +140,167 @@ class Agent(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    # The Python interface -------------------------------------------------------------------------
+    def predict(self, observation: Any, state: Any = None, deterministic: bool = True) -> tuple[Any, Any]:
+        """Actions for one observation or a batch of them (a leading batch axis), and the next `state`.
+
+        Deterministic (greedy) by default; `deterministic=False` samples as in training. For a batch,
+        `state` is a list with one entry per row (None: each starts an episode).
+        """
+        obs = np.asarray(observation)
+        single_ndim = len(self.observation_space.shape or ())
+        if obs.ndim == single_ndim:
+            return self.act(obs, state) if deterministic else self.sample_action(obs, state)
+        if obs.ndim != single_ndim + 1:
+            raise ConfigError(
+                f"predict takes an observation of shape {self.observation_space.shape} or a batch of them, "
+                f"not shape {obs.shape}"
+            )
+        states = list(state) if state is not None else [None] * len(obs)
+        if len(states) != len(obs):
+            raise ConfigError(f"predict got {len(states)} states for a batch of {len(obs)} observations")
+        if deterministic:
+            return self.act_batch(obs, states)
+        pairs = [self.sample_action(o, s) for o, s in zip(obs, states, strict=True)]
+        return np.asarray([a for a, _ in pairs]), [s for _, s in pairs]
+
+    def describe(self) -> dict[str, Any]:
+        """The run's configuration as plain data (`config.json`, TensorBoard's hyperparameter table)."""
+        return {
+            "agent": self.name,
+            "env": self.env_config.env_id,
+            "seed": self.run.seed,
+            "total_steps": self.run.total_steps,
+            "device": str(self.device),
+            "agent_config": config_to_dict(self.config),
+            "env_config": config_to_dict(self.env_config),
+        }
+
+    def checkpoint(self) -> Checkpoint:
+        """Everything `agents.load` needs, as one typed structure."""
+        return Checkpoint(
+            agent=self.name,
+            agent_config=config_to_dict(self.config),
+            env_config=config_to_dict(self.env_config),
+            run=RunState(**vars(self.run)),
+            agent_state=self.state_dict(),
+            rng=rng_state(),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint to `path` atomically; `agents.load(path)` gives this agent back."""
+        return self.checkpoint().write(path)
+
+    def learn(
+        self,
+        steps: int | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = False,
+    ) -> TrainResult:
+        """Train for `steps` more env steps (default: the agent's budget for its env), continuing the step
+        counter, schedules and optimizer of earlier calls. With `run_dir`, TensorBoard events, `config.json`
+        and `checkpoints/latest.pt` go there (every tenth of the call unless a `CheckpointEvery` callback is
+        given, and at the end); without it nothing is written. Ctrl-C or SIGTERM stop at the next step
+        (`result.interrupted`), after a checkpoint where there is a run directory."""
+        if steps is None:
+            steps = self.steps_for(self.env_config.name)
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ConfigError(f"steps must be a positive integer, not {steps!r}")
+        callbacks = list(callbacks)
+        if not all(isinstance(c, Callback) for c in callbacks):
+            raise ConfigError("callbacks must be instances of agents.Callback (StopAfter, StopAtReturn, ...)")
+        directory = self._claim_run_dir(run_dir)
+        start_step = self.run.global_step
+        self.run.total_steps = start_step + int(steps)
+        if directory is not None and not any(isinstance(c, CheckpointEvery) for c in callbacks):
+            callbacks.append(CheckpointEvery(max(1, int(steps) // 10)))
+        logger = None
+        if directory is not None or progress:
+            logger = RunLogger(
+                directory,
+                total_steps=self.run.total_steps,
+                start_step=start_step,
+                start_episodes=self.run.episodes,
+                hyperparameters=self.describe(),
+                progress=progress,
+            )
+        started = time.perf_counter()
+        wall_before = self.run.wall_time
+
+        def save() -> Path | None:
+            self._sync_run(session, wall_before + time.perf_counter() - started)
+            return None if directory is None else self.save(directory / CHECKPOINT_DIR / LATEST)
+
+        session = Session(
+            env_config=self.env_config,
+            seed=self.run.seed,
+            device=self.device,
+            total_steps=self.run.total_steps,
+            global_step=start_step,
+            episodes=self.run.episodes,
+            run_dir=directory,
+            logger=logger,
+            save_checkpoint=save,
+            callbacks=callbacks,
+            user_env=self.user_env,
+        )
+        self.user_env = None  # handed to the session, which closes it with the run
+        try:
+            with session.stop_signals():
+                session.start()
+                try:
+                    self.train(session)
+                except KeyboardInterrupt:  # a second Ctrl-C: still keep what was learned
+                    session.interrupted = True
+                session.end()
+            session.checkpoint()
+        finally:
+            # A crashed agent may be mid-update: its last good checkpoint stays as it was.
+            self._sync_run(session, wall_before + time.perf_counter() - started)
+            session.close()
+        returns = session.episode_returns
+        return TrainResult(
+            run_dir=directory,
+            agent=self.name,
+            env_id=self.env_config.env_id,
+            global_step=self.run.global_step,
+            episodes=self.run.episodes,
+            episode_returns=returns,
+            mean_return=float(np.mean(returns[-100:])) if returns else float("nan"),
+            wall_time=time.perf_counter() - started,
+            interrupted=session.interrupted,
+            stop_reason=session.stop_reason if session.global_step < session.total_steps else None,
+            agent_object=self,
+        )
+
+    def _sync_run(self, session: Session, wall_time: float) -> None:
+        self.run.global_step, self.run.episodes, self.run.wall_time = session.global_step, session.episodes, wall_time
+
+    def _claim_run_dir(self, run_dir: str | Path | None) -> Path | None:
+        """The run directory of this call: its own (a continuation) or a new or empty one."""
+        if run_dir is None:
+            return None
+        directory = Path(run_dir)
+        continuing = self.run_dir is not None and directory.resolve() == self.run_dir.resolve()
+        if not continuing and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+            raise SuiteError(f"run directory {directory} already exists; pick another name or resume it")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "config.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
+        except OSError as exc:
+            raise SuiteError(f"cannot write the run directory {directory}: {exc.strerror or exc}") from exc
+        self.run_dir = directory
+        return directory
+
 
 def require_discrete(agent: str, space: gym.Space, what: str) -> None:
     if not isinstance(space, gym.spaces.Discrete):
         raise IncompatibleEnvError(f"{agent} needs a discrete {what} space, but this env has {space}")
 
 
-class StepwiseAgent(Agent):
+class StepwiseAgent(Agent[C]):
     """An agent that learns from every transition of one env: Q-table, Q-network, DQN.
 
     Subclasses implement `explore` and `observe`; the loop, episode logging, checkpoints and stops
@@ -93,6 +310,9 @@ class StepwiseAgent(Agent):
     @abstractmethod
     def explore(self, observation: Any) -> Any:
         """Training-time (exploring) action for one observation."""
+
+    def sample_action(self, observation: Any, state: Any = None) -> tuple[Any, Any]:
+        return self.explore(observation), state
 
     @abstractmethod
     def observe(
@@ -113,7 +333,7 @@ class StepwiseAgent(Agent):
         """Called after each episode (per-episode schedules); return scalars to log or None."""
         return None
 
-    def learn(self, ctx: TrainContext) -> None:
+    def train(self, ctx: TrainContext) -> None:
         env = ctx.make_env()
         try:
             observation, _ = env.reset(seed=ctx.env_seed())

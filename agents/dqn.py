@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.base import StepwiseAgent, require_discrete
+from agents.context import TrainContext
 from agents.networks import adam, is_image_space, make_torso
 from agents.replay import ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
-from trainer.context import TrainContext
-from trainer.errors import ConfigError, IncompatibleEnvError
-from trainer.resources import torch_threads, usable_cores
-from trainer.seeding import generator_state, set_generator_state
+from core.errors import ConfigError, IncompatibleEnvError
+from core.resources import torch_threads, usable_cores
+from core.seeding import generator_state, set_generator_state
 
 # Replay batches for a round are drawn together up to this many bytes of observations (CartPole: all
 # 128 of a round; Atari: ~18 batches of 32 frame stacks).
@@ -235,7 +235,7 @@ class DQNAgent(StepwiseAgent):
         return self._greedy(observation)
 
     # Learning -------------------------------------------------------------------------------------
-    def learn(self, ctx: TrainContext) -> None:
+    def train(self, ctx: TrainContext) -> None:
         # Small MLP updates run fastest on one thread; the CNN's convolutions use a few cores.
         default = min(4, usable_cores()) if is_image_space(self.observation_space) else 1
         if self.steps == 0:
@@ -243,7 +243,7 @@ class DQNAgent(StepwiseAgent):
         # The step size anneals towards this run's end, also when a resume extends the run.
         self.schedule_steps = max(1, ctx.total_steps)
         with torch_threads(self.config.torch_threads or default, self.device):
-            super().learn(ctx)
+            super().train(ctx)
 
     def observe(self, observation, action, reward, next_observation, terminated, truncated):
         c = self.config

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from agents.tabular import DiscreteQAgent, DiscreteQConfig
-from trainer.seeding import generator_state, set_generator_state
+from core.seeding import generator_state, set_generator_state
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from agents.tabular import DiscreteQAgent, DiscreteQConfig
-from trainer.errors import ConfigError
-from trainer.seeding import generator_state, set_generator_state
+from core.errors import ConfigError
+from core.seeding import generator_state, set_generator_state
 
 
 @dataclass(frozen=True)

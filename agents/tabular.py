@@ -11,7 +11,7 @@ import numpy as np
 
 from agents.base import StepwiseAgent, require_discrete
 from agents.schedules import linear_schedule
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.dqn import DQNAgent, DQNConfig  # noqa: E402
 from agents.replay import ReplayBuffer  # noqa: E402
+from core.config import build_config  # noqa: E402
+from core.resources import usable_cores  # noqa: E402
 from envs import EnvConfig, make_env, spaces_of  # noqa: E402
-from trainer.config import build_config  # noqa: E402
 from trainer.evaluation import evaluate_agent  # noqa: E402
-from trainer.resources import usable_cores  # noqa: E402
 
 CARTPOLE = DQNAgent.presets["CartPole-v1"]
 SB3_KEYS = (

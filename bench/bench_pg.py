@@ -31,12 +31,13 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from trainer.context import TrainContext  # noqa: E402
+
 from agents.pg import PGConfig, PolicyGradientAgent  # noqa: E402
+from core.config import build_config  # noqa: E402
+from core.tblog import RunLogger  # noqa: E402
 from envs import spaces_of  # noqa: E402
 from envs.spec import ensure_registered  # noqa: E402
-from trainer.config import build_config  # noqa: E402
-from trainer.context import TrainContext  # noqa: E402
-from trainer.logger import RunLogger  # noqa: E402
 
 ENV_ID = "ALE/Pong-v5"
 FRAME_SKIP = 4

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/make_results.py` from anyw
     sys.path.insert(0, str(ROOT))
 
 from agents import AGENTS, get_agent_class  # noqa: E402
-from trainer.cli import fail, main_exit  # noqa: E402
+from gym_agents.cli import fail, main_exit  # noqa: E402
 
 EVAL_SEED = 100_000
 """First seed of the evaluation episodes: the same starts for every run, none shared with training seeds."""
@@ -130,8 +130,8 @@ def make_results(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Train, evaluate and compare every agent; write results.md and compare.png."""
+    from core.seeding import resolve_device
     from reports import plot_groups, select, summarize
-    from trainer.seeding import resolve_device
 
     chosen = agents or list(AGENTS)
     unknown = [a for a in chosen if a not in AGENTS]

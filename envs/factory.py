@@ -13,7 +13,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +26,7 @@ from gymnasium.wrappers import (
     TransformReward,
 )
 
+from core.errors import SuiteError
 from envs.atari import (
     EpisodicLife,
     FireOnReset,
@@ -38,7 +38,6 @@ from envs.atari import (
 )
 from envs.spec import EnvConfig, check_env_id
 from envs.vizdoom import DoomScreen
-from trainer.errors import SuiteError
 
 # Where the VizDoom engine keeps its temporary files, relative to the working directory (its choice).
 VIZDOOM_TEMP_DIR = "_vizdoom"
@@ -47,8 +46,8 @@ Mode = Literal["train", "eval"]
 
 
 def _make_base(config: EnvConfig, render_mode: str | None) -> gym.Env:
-    check_env_id(config.env_id)
-    kwargs: dict = {"render_mode": render_mode}
+    check_env_id(config.env_id, config.entry_point)
+    kwargs: dict = {**config.env_kwargs, "render_mode": render_mode}
     preprocessing = config.resolved_preprocessing()
     if config.family == "atari":
         # AtariPreprocessing does its own frame skipping (with a max over the last two frames).
@@ -61,11 +60,13 @@ def _make_base(config: EnvConfig, render_mode: str | None) -> gym.Env:
         # exists before any engine looks.
         os.makedirs(VIZDOOM_TEMP_DIR, exist_ok=True)
     try:
-        return gym.make(config.env_id, **kwargs)
+        return gym.make(config.name, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         if importlib.util.find_spec("Box2D") is None and "box2d" in str(exc).lower():
             raise SuiteError(f"{config.env_id} needs Box2D: pip install '.[box2d]'") from exc
         raise SuiteError(f"{config.env_id}: {exc}") from exc
+    except TypeError as exc:  # a constructor argument the env does not take (--env-kwargs)
+        raise SuiteError(f"{config.env_id} cannot be built with {config.env_kwargs}: {exc}") from exc
 
 
 def _preprocess(env: gym.Env, config: EnvConfig, mode: Mode) -> gym.Env:
@@ -109,6 +110,7 @@ def make_env(
     mode: Mode = "train",
     render_mode: str | None = None,
     video_dir: str | Path | None = None,
+    base: gym.Env | None = None,
 ) -> gym.Env:
     """Build one env. Observations: classic envs as Gymnasium defines them; Atari `dqn`
     (frame_stack, 84, 84) uint8; Atari `karpathy` (80, 80) int8; VizDoom `doom` (frame_stack, 84, 84)
@@ -118,6 +120,7 @@ def make_env(
     episode to mp4 with gymnasium's `RecordVideo` (implies `render_mode="rgb_array"`).
     `seed` seeds the action space; pass the seed to the first `reset` as well (recording and
     statistics wrappers count every reset, so the factory does not reset for you).
+    `base`: an env object the user built (`agents.make(env=...)`), wrapped here instead of a new one.
     """
     if isinstance(config, str):
         config = EnvConfig(config)
@@ -126,7 +129,7 @@ def make_env(
     if render_mode == "rgb_array" and not os.environ.get("DISPLAY"):
         # pygame-drawn envs otherwise complain about a missing display while drawing off-screen.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    env = _make_base(config, render_mode)
+    env = base if base is not None else _make_base(config, render_mode)
     env = RecordEpisodeStatistics(env)
     if video_dir is not None:
         env = RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True)
@@ -174,7 +177,7 @@ def make_vector_env(
     """
     if isinstance(config, str):
         config = EnvConfig(config)
-    check_env_id(config.env_id)
+    check_env_id(config.env_id, config.entry_point)
     partial = 0 < envs_per_step < num_envs
     if envs_per_step < 0 or envs_per_step > num_envs:
         raise SuiteError(f"envs_per_step must be between 0 (all) and num_envs ({num_envs}), not {envs_per_step}")
@@ -202,21 +205,21 @@ def has_batched_implementation(config: EnvConfig) -> bool:
     """Does a library implement this id for a whole batch? gymnasium's vector entry points (plain
     classic envs only: preprocessing wrappers exist per env, not per batch) and ale-py's vector env
     for Atari ids with the `karpathy` preprocessing and a fixed frame skip."""
-    check_env_id(config.env_id)
+    check_env_id(config.env_id, config.entry_point)
     preprocessing = config.resolved_preprocessing()
     if config.family == "classic":
-        return preprocessing == "none" and gym.spec(config.env_id).vector_entry_point is not None
+        return preprocessing == "none" and gym.spec(config.name).vector_entry_point is not None
     if config.family == "atari" and preprocessing == "karpathy":
-        kwargs = gym.spec(config.env_id).kwargs
+        kwargs = gym.spec(config.name).kwargs
         return "game" in kwargs and kwargs.get("obs_type", "rgb") == "rgb" and not kwargs.get("full_action_space")
     return False
 
 
 def _library_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vector.VectorEnv:
     if config.family == "atari":
-        from trainer.resources import usable_cores  # noqa: PLC0415  (keeps torch out of plain env imports)
+        from core.resources import usable_cores  # noqa: PLC0415  (keeps torch out of plain env imports)
 
-        spec_kwargs = gym.spec(config.env_id).kwargs
+        spec_kwargs = gym.spec(config.name).kwargs
         return ale_vector_env(
             spec_kwargs["game"],
             num_envs,
@@ -226,7 +229,7 @@ def _library_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.
             num_threads=min(num_envs, usable_cores()),
             batch_size=envs_per_step,
         )
-    return gym.make_vec(config.env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    return gym.make_vec(config.name, num_envs=num_envs, vectorization_mode="vector_entry_point", **config.env_kwargs)
 
 
 @contextmanager
@@ -243,17 +246,16 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def spaces_of(config: EnvConfig) -> tuple[gym.Space, gym.Space]:
-    """Observation and action spaces after preprocessing, without keeping the env open."""
-    env = make_env(config, mode="eval")
+def spaces_of(config: EnvConfig, base: gym.Env | None = None) -> tuple[gym.Space, gym.Space]:
+    """Observation and action spaces after preprocessing, without keeping the env open (a `base` env
+    object of the user's is wrapped to read them, and left open)."""
+    env = make_env(config, mode="eval", base=base)
+    if base is not None:
+        return env.observation_space, env.action_space
     try:
         return env.observation_space, env.action_space
     finally:
         env.close()
-
-
-def with_overrides(config: EnvConfig, **changes) -> EnvConfig:
-    return replace(config, **changes)
 
 
 def finished_episodes(infos: dict) -> list[tuple[float, int]]:

@@ -7,13 +7,14 @@ the env an agent was trained on.
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import gymnasium as gym
 
-from trainer.errors import UnknownEnvError
+from core.errors import UnknownEnvError
 
 Family = Literal["classic", "atari", "vizdoom"]
 Preprocessing = Literal["none", "dqn", "karpathy", "doom"]
@@ -37,7 +38,25 @@ def ensure_registered() -> None:
     _registered = True
 
 
+def split_env_id(env_id: str) -> tuple[str, str]:
+    """`"pkg.module:EnvId-v0"` -> `("pkg.module", "EnvId-v0")`; a plain id -> `("", id)` (gymnasium's syntax)."""
+    module, sep, name = env_id.rpartition(":")
+    return (module, name) if sep else ("", env_id)
+
+
+def import_env_module(env_id: str) -> None:
+    """Import the module named before the colon of `pkg.module:EnvId-v0`, which registers the id."""
+    module, _ = split_env_id(env_id)
+    if not module:
+        return
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # any error while importing the user's module is their env's problem
+        raise UnknownEnvError(f"cannot import {module!r} for env '{env_id}': {type(exc).__name__}: {exc}") from exc
+
+
 def env_family(env_id: str) -> Family:
+    env_id = split_env_id(env_id)[1]
     if env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4"):
         return "atari"
     if env_id.startswith("Vizdoom"):
@@ -45,12 +64,21 @@ def env_family(env_id: str) -> Family:
     return "classic"
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise `UnknownEnvError` naming the closest registered ids when `env_id` is not known."""
+def check_env_id(env_id: str, entry_point: str = "") -> None:
+    """Raise `UnknownEnvError` naming the closest registered ids when `env_id` is not known.
+
+    `pkg.module:EnvId-v0` imports `pkg.module` first (it registers the id); an id that is still
+    unknown but comes with an `entry_point` (`module:callable` returning an env) is registered here.
+    """
     ensure_registered()
-    if env_id in gym.registry:
+    import_env_module(env_id)
+    name = split_env_id(env_id)[1]
+    if name in gym.registry:
         return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
+    if entry_point:
+        gym.register(name, entry_point=entry_point)
+        return
+    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownEnvError(f"unknown env id '{env_id}'{hint}")
 
@@ -60,6 +88,12 @@ class EnvConfig:
     """How to build one env. Defaults give the usual preprocessing for the id's family."""
 
     env_id: str
+    """A registered id, or `pkg.module:EnvId-v0` whose module registers it when imported."""
+    entry_point: str = ""
+    """`module:callable` that builds the env, registered under `env_id` where the id is unknown (an env
+    passed to `agents.make` as an object or a function); empty for registered ids."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the env's constructor (`gym.make(env_id, **env_kwargs)`)."""
     preprocessing: Preprocessing | None = None
     """`dqn` (Atari stack), `karpathy` (Pong difference frames), `doom` (screen to grayscale) or `none`;
     None picks the family's default."""
@@ -79,6 +113,11 @@ class EnvConfig:
     """Sticky actions of ALE v5 (Machado et al. 2018); 0 for the deterministic v4 behaviour."""
 
     @property
+    def name(self) -> str:
+        """The id without its module prefix."""
+        return split_env_id(self.env_id)[1]
+
+    @property
     def family(self) -> Family:
         return env_family(self.env_id)
 
@@ -86,3 +125,11 @@ class EnvConfig:
         if self.preprocessing is not None:
             return self.preprocessing
         return {"atari": "dqn", "vizdoom": "doom", "classic": "none"}[self.family]
+
+
+IDENTITY_FIELDS = ("env_id", "entry_point", "env_kwargs")
+"""`EnvConfig` fields that say which env; the others are settings (`--set env.frame_stack=2`)."""
+
+
+def env_settings_fields() -> list[str]:
+    return [f.name for f in fields(EnvConfig) if f.name not in IDENTITY_FIELDS]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import SuiteError
+from core.errors import SuiteError
 
 RETURN_TAG = "charts/episodic_return"
 GLOB_CHARS = frozenset("*?[")

@@ -11,12 +11,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from agents import load
 from agents.a3c import A3CAgent, A3CConfig, local_backend
 from agents.a3c.returns import gae, n_step_returns
 from agents.a3c.shared_optim import ADAM_RATIO_BOUND, SharedAdam, SharedRMSprop
 from agents.a3c.worker import worker_main
-from trainer.errors import SuiteError
-from trainer.evaluation import evaluate_agent, load_agent
+from core.errors import SuiteError
+from envs import EnvConfig
+from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 
@@ -95,7 +97,7 @@ def test_two_workers_both_contribute_episodes(tmp_path):
     result = train(
         "a3c", env_id="CartPole-v1", steps=3000, runs_dir=tmp_path, progress=False, overrides={"num_workers": 2}
     )
-    counts = result.agent_object.worker_episodes
+    counts = result.agent_object.workers.episodes
     assert set(counts) == {0, 1} and min(counts.values()) > 0
     assert result.episodes == sum(counts.values())
     assert result.global_step >= 3000
@@ -120,14 +122,14 @@ def test_vizdoom_smoke_logs_episodes_and_round_trips(tmp_path):
     result = train("a3c", steps=400, runs_dir=tmp_path, progress=False, overrides={"num_workers": 2})
     assert result.episodes >= 2 and all(-500 < r < 100 for r in result.episode_returns)
     assert list(result.run_dir.glob("events.out.tfevents.*"))
-    loaded = load_agent(result.run_dir)
+    loaded = load(result.run_dir)
     observation = np.zeros((84, 84), np.uint8)
-    state_a, state_b = result.agent_object.initial_state(), loaded.agent.initial_state()
+    state_a, state_b = result.agent_object.initial_state(), loaded.initial_state()
     for _ in range(3):  # the LSTM state is carried: same greedy actions step after step
         action_a, state_a = result.agent_object.act(observation, state_a)
-        action_b, state_b = loaded.agent.act(observation, state_b)
+        action_b, state_b = loaded.act(observation, state_b)
         assert action_a == action_b
-    returns = evaluate_agent(loaded.agent, loaded.env_config, episodes=1, seed=3)
+    returns = evaluate_agent(loaded, episodes=1, seed=3)
     assert returns.shape == (1,) and np.isfinite(returns).all()
 
 
@@ -155,13 +157,13 @@ def test_a_failing_worker_stops_the_run_with_its_error(tmp_path, monkeypatch):
 
 
 def test_config_rejects_bad_values():
-    from trainer.config import build_config
+    from core.config import build_config
 
     with pytest.raises(SuiteError):
         build_config(A3CConfig, {"t_max": 0})
-    assert A3CAgent.env_config("VizdoomBasic-v1", A3CConfig()).frame_stack == 1
-    assert A3CAgent.env_config("VizdoomBasic-v1", A3CConfig()).frame_skip == 4  # 0 keeps the env default
-    assert A3CAgent.env_config("VizdoomBasic-v1", A3CConfig(frame_skip=10)).frame_skip == 10
+    assert A3CAgent.env_config_for(EnvConfig("VizdoomBasic-v1"), A3CConfig()).frame_stack == 1
+    assert A3CAgent.env_config_for(EnvConfig("VizdoomBasic-v1"), A3CConfig()).frame_skip == 4  # 0 keeps the env default
+    assert A3CAgent.env_config_for(EnvConfig("VizdoomBasic-v1"), A3CConfig(frame_skip=10)).frame_skip == 10
     with pytest.raises(SuiteError):
         build_config(A3CConfig, {"frame_skip": -1})
 
@@ -191,11 +193,11 @@ def test_ray_backend_on_a_two_node_cluster(tmp_path):
         ray.shutdown()
         cluster.shutdown()
     agent = result.agent_object
-    assert len(set(agent.worker_nodes.values())) == 2, agent.worker_nodes
-    assert min(agent.worker_episodes.values()) > 0
+    assert len(set(agent.workers.nodes.values())) == 2, agent.workers.nodes
+    assert min(agent.workers.episodes.values()) > 0
     returns = np.array(result.episode_returns)
     assert returns[-20:].mean() > 2 * returns[:20].mean(), (returns[:20].mean(), returns[-20:].mean())
     # The agent's copy of the server's weights is what the checkpoint saved and what `act` uses.
-    loaded = load_agent(result.run_dir)
+    loaded = load(result.run_dir)
     observation = np.zeros(4, np.float32)
-    assert loaded.agent.act(observation)[0] == agent.act(observation)[0]
+    assert loaded.act(observation)[0] == agent.act(observation)[0]

@@ -7,10 +7,9 @@ import json
 import pytest
 import torch
 
-import evaluate
-import train
-from trainer.checkpoint import save_checkpoint
-from trainer.cli import run_app
+from core.checkpoint import save_checkpoint
+from gym_agents import evaluate, train
+from gym_agents.cli import run_app
 
 
 def run(app, argv, capsys):

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from compare import app
+from gym_agents.cli import run_app
+from gym_agents.compare import app
 from reports import CompareError, load_run, picture_size, select, summarize
 from reports.curves import RunCurve, mean_curve, smooth
-from trainer.cli import run_app
 
 
 def write_run(

@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 
 import agents.dqn as dqn_module
+from agents import load
 from agents.dqn import DQNAgent, DQNConfig, dueling_combine, td_targets
 from agents.networks import NatureCNN
 from agents.replay import ReplayBatch, ReplayBuffer
+from core.config import build_config
 from envs import EnvConfig
-from trainer.config import build_config
-from trainer.evaluation import evaluate_agent, load_agent
+from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -205,7 +206,7 @@ def test_learning_rate_anneals_linearly_over_the_run_only_when_asked():
 def test_presets_are_valid_configs():
     for preset in DQNAgent.presets.values():
         build_config(DQNConfig, preset)
-    assert DQNAgent.env_config("ALE/Pong-v5", DQNConfig()).resolved_preprocessing() == "dqn"
+    assert DQNAgent.env_config_for(EnvConfig("ALE/Pong-v5"), DQNConfig()).resolved_preprocessing() == "dqn"
 
 
 @pytest.mark.slow
@@ -232,7 +233,7 @@ def test_checkpoint_round_trip_with_replay_and_resume(tmp_path):
     overrides = {"save_replay": "true", "learning_starts": "200", "train_freq": "64", "gradient_steps": "8"}
     result = train("dqn", steps=600, seed=3, runs_dir=tmp_path, name="a", progress=False, overrides=overrides)
     agent = result.agent_object
-    loaded = load_agent(result.run_dir).agent
+    loaded = load(result.run_dir)
     observations = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     assert [agent.act(o)[0] for o in observations] == [loaded.act(o)[0] for o in observations]
     assert loaded.replay.added == agent.replay.added == 600 and loaded.epsilon == agent.epsilon

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.wrappers import FrameStackObservation, TransformReward
 
+from core.errors import IncompatibleEnvError, SuiteError, UnknownEnvError
 from envs import EnvConfig, finished_episodes, make_env, make_vector_env
 from envs.atari import EpisodicLife, KarpathyPong
-from trainer.errors import IncompatibleEnvError, SuiteError, UnknownEnvError
 
 
 def _chain(env: gym.Env | gym.vector.VectorEnv):

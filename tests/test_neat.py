@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents import load
 from agents.neat.config import NeatConfig
 from agents.neat.genome import (
     GenePool,
@@ -25,11 +26,11 @@ from agents.neat.genome import (
 from agents.neat.network import PopulationNetwork, sigmoid
 from agents.neat.population import Population
 from agents.neat.rollout import BatchRollout, ParallelRollout
+from core.config import build_config
+from core.errors import SuiteError
 from envs import EnvConfig
 from envs.xor import XOR_INPUTS, XOR_TARGETS
-from trainer.config import build_config
-from trainer.errors import SuiteError
-from trainer.evaluation import evaluate_agent, load_agent
+from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 
@@ -280,7 +281,7 @@ def test_xor_training_checkpoint_round_trip_and_resume(runs_dir):
     assert agent.population.generation == 4  # 600 steps per generation of 150 genomes
     assert (first.run_dir / "champion.png").exists()
     state = torch.load(first.run_dir / "checkpoints" / "latest.pt", weights_only=True)["agent_state"]
-    loaded = load_agent(first.run_dir).agent
+    loaded = load(first.run_dir)
     assert loaded.population.generation == 4
     assert loaded.champion.fitness == agent.champion.fitness
     for obs in XOR_INPUTS:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents import load
 from agents.pg import (
     SPARSE_DENSITY,
     EpisodeBuffer,
@@ -18,10 +19,9 @@ from agents.pg import (
     probabilities,
     sparse_rows,
 )
+from core.config import build_config
+from core.errors import ConfigError
 from envs.atari import KarpathyPong, karpathy_frame
-from trainer.config import build_config
-from trainer.errors import ConfigError
-from trainer.evaluation import load_agent
 from trainer.runner import train
 
 BACKGROUND = 144
@@ -235,7 +235,7 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
     result = train("pg", env_id="CartPole-v1", steps=3000, seed=3, runs_dir=tmp_path, progress=False)
     agent = result.agent_object
     assert agent.updates >= 1
-    loaded = load_agent(result.run_dir).agent
+    loaded = load(result.run_dir)
     observations = np.random.default_rng(0).uniform(-2, 2, (200, 4)).astype(np.float32)
     assert [agent.act(o)[0] for o in observations] == [loaded.act(o)[0] for o in observations]
     assert loaded.updates == agent.updates and loaded.running_return == agent.running_return

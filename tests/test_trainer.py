@@ -14,9 +14,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.errors import CheckpointError, ConfigError, SuiteError
-from trainer.evaluation import load_agent
+from agents import load
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.errors import CheckpointError, ConfigError, SuiteError
 from trainer.runner import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +33,10 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(agent, runs_dir):
     result = train(agent, steps=3000, runs_dir=runs_dir, progress=False)
     checkpoint = result.run_dir / "checkpoints" / "latest.pt"
     torch.load(checkpoint, weights_only=True)  # plain data only
-    loaded = load_agent(result.run_dir)
+    loaded = load(result.run_dir)
     for state in range(16):
-        assert loaded.agent.act(state)[0] == result.agent_object.act(state)[0]
-    assert loaded.checkpoint["run"]["global_step"] == 3000
+        assert loaded.act(state)[0] == result.agent_object.act(state)[0]
+    assert loaded.run.global_step == 3000
     assert not [p for p in checkpoint.parent.iterdir() if p.name != "latest.pt"], "temp files left behind"
 
 
@@ -155,7 +155,7 @@ def test_ctrl_c_stops_cleanly_writes_checkpoint_and_resumes(runs_dir):
 
 
 def test_torch_thread_limit_is_restored_and_ignored_off_the_cpu():
-    from trainer.resources import torch_threads, usable_cores
+    from core.resources import torch_threads, usable_cores
 
     before = torch.get_num_threads()
     with torch_threads(1, torch.device("cpu")):

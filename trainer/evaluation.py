@@ -1,44 +1,16 @@
-"""Greedy evaluation of a trained agent, from an object or from a checkpoint."""
+"""Greedy evaluation of a trained agent: returns, a window to watch it, or mp4 videos."""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from agents import get_agent_class
 from agents.base import Agent
-from envs import EnvConfig, make_env, spaces_of
-from trainer.checkpoint import load_checkpoint
-from trainer.config import build_config
-from trainer.errors import CheckpointError, SuiteError
-
-
-@dataclass
-class LoadedAgent:
-    agent: Agent
-    env_config: EnvConfig
-    checkpoint: dict[str, Any]
-
-
-def load_agent(target: str | Path, device: str = "cpu") -> LoadedAgent:
-    """Rebuild an agent from a run directory or checkpoint file, ready to `act`."""
-    data = load_checkpoint(target)
-    try:
-        agent_cls = get_agent_class(data["agent"])
-        config = build_config(agent_cls.Config, data["agent_config"])
-        env_config = EnvConfig(**data["env_config"])
-        agent = agent_cls(config, *spaces_of(env_config), device=device, seed=int(data["run"]["seed"]))
-        agent.load_state_dict(data["agent_state"])
-    except SuiteError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{target} does not hold a usable agent ({type(exc).__name__}: {exc})") from exc
-    return LoadedAgent(agent, env_config, data)
+from core.errors import SuiteError
+from envs import EnvConfig, make_env
 
 
 def has_display() -> bool:
@@ -49,18 +21,19 @@ def has_display() -> bool:
 
 def evaluate_agent(
     agent: Agent,
-    env_config: EnvConfig,
+    env_config: EnvConfig | None = None,
     *,
     episodes: int = 10,
     seed: int = 0,
     render: bool = False,
     video_dir: str | Path | None = None,
 ) -> np.ndarray:
-    """Returns of `episodes` greedy episodes on the evaluation env (no reward clipping, no life loss)."""
+    """Returns of `episodes` greedy episodes on the evaluation env (no reward clipping, no life loss);
+    `env_config` defaults to the agent's."""
     if episodes < 1:
         raise SuiteError(f"--episodes must be at least 1, not {episodes}")
     env = make_env(
-        env_config,
+        env_config or agent.env_config,
         seed=seed,
         mode="eval",
         render_mode="human" if render else None,

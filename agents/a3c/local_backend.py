@@ -11,27 +11,28 @@ import queue as queue_lib
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch.multiprocessing as mp
 
 from agents.a3c.worker import worker_main
-from trainer.context import TrainContext
-from trainer.errors import SuiteError
+from agents.context import TrainContext
+from core.errors import WorkerError, worker_error
+
+if TYPE_CHECKING:
+    from agents.a3c.agent import A3CAgent
 
 POLL_SECONDS = 0.2
 JOIN_SECONDS = 10.0
 
 
-class WorkerError(SuiteError):
-    """A worker raised; the message names it and its exception, the note holds the full traceback."""
+@dataclass
+class WorkerStats:
+    """What a backend reports of its workers after a `learn`: episodes and Ray node per worker rank."""
 
-
-def worker_failure(rank: int, trace: str) -> WorkerError:
-    last = trace.strip().splitlines()[-1] if trace.strip() else "no traceback"
-    error = WorkerError(f"a3c worker {rank} failed: {last}")
-    error.add_note(f"worker {rank} traceback:\n{trace}")
-    return error
+    episodes: Counter[int] = field(default_factory=Counter)
+    nodes: dict[int, str] = field(default_factory=dict)
 
 
 def handle_update(ctx: TrainContext, steps: int, episodes: list[tuple[float, int]], stats: dict[str, float]) -> None:
@@ -42,14 +43,15 @@ def handle_update(ctx: TrainContext, steps: int, episodes: list[tuple[float, int
 
 
 def run_local(
-    agent: Any, ctx: TrainContext, num_workers: int, target: Callable[..., None] | None = None
-) -> Counter[int]:
+    agent: A3CAgent, ctx: TrainContext, num_workers: int, target: Callable[..., None] | None = None
+) -> WorkerStats:
     """Run `num_workers` processes of `target` (default `worker_main`) until `ctx.should_stop()`.
 
     Returns how many episodes each worker rank finished.
     """
     target = target or worker_main  # looked up at call time so tests can substitute a failing worker
-    episodes: Counter[int] = Counter()
+    stats = WorkerStats()
+    episodes = stats.episodes
     spawn = mp.get_context("spawn")
     reports = spawn.Queue()
     stop = spawn.Event()
@@ -80,7 +82,7 @@ def run_local(
     finally:
         stop.set()
         _shutdown(ctx, reports, procs, episodes)
-    return episodes
+    return stats
 
 
 def _relay(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:
@@ -95,7 +97,7 @@ def _relay(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int])
             continue
         kind, rank = message[0], message[1]
         if kind == "error":
-            raise worker_failure(rank, message[2])
+            raise worker_error(f"a3c worker {rank} failed", message[2])
         if kind == "done":
             done.add(rank)
             continue

@@ -8,16 +8,19 @@ node) comes to the driver for the `TrainContext`. Imported only with `backend=ra
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import torch
 
-from agents.a3c.local_backend import WorkerError, handle_update
+from agents.a3c.local_backend import WorkerStats, handle_update
 from agents.a3c.worker import RolloutLearner, build_network
+from agents.context import TrainContext
 from agents.ray_cluster import RUNTIME_ENV, connect
-from trainer.context import TrainContext
+from core.errors import worker_error
+
+if TYPE_CHECKING:
+    from agents.a3c.agent import A3CAgent
 
 SYNC_EVERY_UPDATES = 50
 """How often the agent's copy of the global weights (what checkpoints save) is refreshed."""
@@ -66,8 +69,8 @@ class RayWorker:
         return grads, report
 
 
-def run_ray(agent: Any, ctx: TrainContext, num_workers: int) -> Counter[int]:
-    """Train until `ctx.should_stop()`; returns episodes per worker rank. Sets `agent.worker_nodes`."""
+def run_ray(agent: A3CAgent, ctx: TrainContext, num_workers: int) -> WorkerStats:
+    """Train until `ctx.should_stop()`; returns episodes and the Ray node of each worker rank."""
     started_ray = connect(agent.config.ray_address)
     server = ParameterServer.options(runtime_env=RUNTIME_ENV).remote(
         agent.config, agent.observation_space, agent.action_space, agent.state_dict()
@@ -78,10 +81,9 @@ def run_ray(agent: Any, ctx: TrainContext, num_workers: int) -> Counter[int]:
         )
         for k in range(num_workers)
     ]
-    episodes: Counter[int] = Counter()
-    agent.worker_nodes = {}
+    stats = WorkerStats()
     try:
-        _drive(agent, ctx, server, workers, episodes)
+        _drive(agent, ctx, server, workers, stats)
     finally:
         try:
             _sync_agent(agent, server)
@@ -90,10 +92,10 @@ def run_ray(agent: Any, ctx: TrainContext, num_workers: int) -> Counter[int]:
                 ray.kill(actor)
             if started_ray:
                 ray.shutdown()
-    return episodes
+    return stats
 
 
-def _drive(agent: Any, ctx: TrainContext, server: Any, workers: list, episodes: Counter[int]) -> None:
+def _drive(agent: A3CAgent, ctx: TrainContext, server: Any, workers: list, stats: WorkerStats) -> None:
     weights = server.weights.remote()
     pending: dict[Any, tuple[int, Any]] = {}
     for rank, worker in enumerate(workers):
@@ -108,22 +110,19 @@ def _drive(agent: Any, ctx: TrainContext, server: Any, workers: list, episodes: 
         try:
             report = ray.get(ready[0])
         except ray.exceptions.RayError as exc:
-            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            error = WorkerError(f"a3c ray worker {rank} failed: {last}")
-            error.add_note(str(exc))
-            raise error from None
+            raise worker_error(f"a3c ray worker {rank} failed", str(exc)) from None
         new_grads, new_report = workers[rank].update.remote(server.apply.remote(grads))
         pending[new_report] = (rank, new_grads)
         handle_update(ctx, report["steps"], report["episodes"], report["stats"])
-        episodes[rank] += len(report["episodes"])
-        agent.worker_nodes[rank] = report["node"]
+        stats.episodes[rank] += len(report["episodes"])
+        stats.nodes[rank] = report["node"]
         updates += 1
         if updates % SYNC_EVERY_UPDATES == 0:
             _sync_agent(agent, server)
             ctx.maybe_checkpoint()
 
 
-def _sync_agent(agent: Any, server: Any) -> None:
+def _sync_agent(agent: A3CAgent, server: Any) -> None:
     """Copy the server's network and optimizer into the agent, so `state_dict` and `act` see them."""
     state = ray.get(server.state.remote(), timeout=60)
     agent.global_net.load_state_dict(state["network"])

@@ -15,13 +15,13 @@ import gymnasium as gym
 import numpy as np
 
 from agents.base import Agent
+from agents.context import TrainContext
 from agents.neat.config import NeatConfig
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
 from agents.neat.population import Population
 from agents.neat.rollout import ActionMap, BatchRollout, ParallelRollout, make_rollout
-from trainer.context import TrainContext
-from trainer.errors import ConfigError, IncompatibleEnvError
+from core.errors import ConfigError, IncompatibleEnvError
 
 if TYPE_CHECKING:
     from agents.neat.ray_rollout import RayRollout
@@ -67,7 +67,7 @@ class NeatAgent(Agent):
             return self.config.fitness_threshold
         return gym.spec(env_id).reward_threshold
 
-    def learn(self, ctx: TrainContext) -> None:
+    def train(self, ctx: TrainContext) -> None:
         c = self.config
         threshold = self.fitness_threshold(ctx.env_config.env_id)
         rollout = make_rollout(
@@ -136,7 +136,9 @@ class NeatAgent(Agent):
         )
         if improved:
             self._champion_net = None
-            self.draw_champion(ctx.run_dir / "champion.png", f"generation {pop.generation - 1}")
+            picture = ctx.artifact_path("champion.png")
+            if picture is not None:
+                self.draw_champion(picture, f"generation {pop.generation - 1}")
         return fitness
 
     def draw_champion(self, path: str | Path, when: str = "champion") -> Path:

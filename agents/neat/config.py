@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)

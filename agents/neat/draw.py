@@ -73,15 +73,15 @@ def main(
     out: Annotated[Path | None, typer.Option(help="Picture to write (default: champion.png beside the run).")] = None,
 ) -> None:
     """Draw the champion of a saved NEAT run."""
-    from trainer.errors import SuiteError  # noqa: PLC0415  (the trainer is only needed by the command)
-    from trainer.evaluation import load_agent  # noqa: PLC0415
+    from agents.api import load  # noqa: PLC0415  (torch and the agents only when the command runs)
+    from core.errors import SuiteError  # noqa: PLC0415
 
     try:
-        loaded = load_agent(target)
-        if not hasattr(loaded.agent, "draw_champion"):
-            raise SuiteError(f"{target} holds the {loaded.agent.name} agent; only neat runs have a network to draw")
+        agent = load(target)
+        if not hasattr(agent, "draw_champion"):
+            raise SuiteError(f"{target} holds the {agent.name} agent; only neat runs have a network to draw")
         path = out or (target if target.is_dir() else target.parent.parent) / "champion.png"
-        print(loaded.agent.draw_champion(path))
+        print(agent.draw_champion(path))
     except SuiteError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -21,7 +21,7 @@ from agents.neat.genome import (
     toggle_enabled,
 )
 from agents.neat.species import Species, offspring_counts, speciate, update_stagnation
-from trainer.seeding import generator_state, set_generator_state
+from core.seeding import generator_state, set_generator_state
 
 
 class Population:

@@ -12,12 +12,8 @@ import ray
 from agents.neat.genome import Genome
 from agents.neat.rollout import BatchRollout, split_shares
 from agents.ray_cluster import RUNTIME_ENV, connect
+from core.errors import ConfigError, worker_error
 from envs import EnvConfig
-from trainer.errors import ConfigError, SuiteError
-
-
-class RayRolloutError(SuiteError):
-    """A rollout actor died or raised; the message names it and the failure, the note holds the details."""
 
 
 @ray.remote(num_cpus=1)
@@ -82,19 +78,15 @@ class RayRollout:
         return np.concatenate([r for r, _ in results]), np.concatenate([n for _, n in results])
 
     def _gather(self, refs: list, what: str) -> list:
-        """`ray.get` each reference; an actor's death or exception becomes one `RayRolloutError` line."""
+        """`ray.get` each reference; an actor's death or exception becomes one `WorkerError` line."""
         results = []
         for k, ref in enumerate(refs):
             try:
                 results.append(ray.get(ref))
             except ray.exceptions.RayError as exc:
-                text = str(exc).strip()
-                last = text.splitlines()[-1] if text else type(exc).__name__
                 # A task error's last line already names the exception the actor raised.
-                detail = last if isinstance(exc, ray.exceptions.RayTaskError) else f"{type(exc).__name__}: {last}"
-                error = RayRolloutError(f"neat ray actor {k} failed to {what}: {detail}")
-                error.add_note(text)
-                raise error from None
+                kind = "" if isinstance(exc, ray.exceptions.RayTaskError) else type(exc).__name__
+                raise worker_error(f"neat ray actor {k} failed to {what}", str(exc), kind) from None
         return results
 
     def close(self) -> None:

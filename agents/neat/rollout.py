@@ -13,10 +13,10 @@ import numpy as np
 
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
+from core.errors import IncompatibleEnvError
+from core.resources import usable_cores
 from envs import EnvConfig, make_env, make_vector_env
 from envs.factory import has_batched_implementation
-from trainer.errors import IncompatibleEnvError
-from trainer.resources import usable_cores
 
 
 class ActionMap:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
 
-from trainer.errors import ConfigError
+from core.errors import ConfigError
 
 
 def _field_types(config_cls: type) -> dict[str, Any]:
@@ -70,22 +71,32 @@ def _coerce(name: str, raw: Any, annotation: Any) -> Any:
             raise ConfigError(f"{name} must be an integer, not {raw!r}") from exc
     if annotation is float:
         try:
-            return float(raw)
+            value = float(raw)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, not {raw!r}")
+        return value
     if annotation is str:
         return str(raw)
     return raw
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    """`["lr=0.1", "gamma=0.99"]` -> `{"lr": "0.1", "gamma": "0.99"}`."""
-    out: dict[str, str] = {}
+def parse_overrides(pairs: list[str], option: str = "--set", literal: bool = False) -> dict[str, Any]:
+    """`["lr=0.1", "gamma=0.99"]` -> `{"lr": "0.1", "gamma": "0.99"}`. With `literal`, values that read as
+    Python literals become them (`size=8` -> 8, `mode="a"` -> "a"); others stay strings."""
+    out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set takes key=value, not {pair!r}")
-        out[key.strip()] = value.strip()
+            raise ConfigError(f"{option} takes key=value, not {pair!r}")
+        value = value.strip()
+        if literal:
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                pass
+        out[key.strip()] = value
     return out
 
 
@@ -131,12 +142,16 @@ def field_docs(config_cls: type) -> dict[str, str]:
     return docs
 
 
-def describe_config(config_cls: type, presets: dict[str, dict[str, Any]] | None = None) -> str:
-    """A table of every hyperparameter: name, type, default, doc; then the per-env presets."""
+def describe_config(
+    config_cls: type, presets: dict[str, dict[str, Any]] | None = None, exclude: tuple[str, ...] = ()
+) -> str:
+    """A table of every field (but `exclude`): name, type, default, doc; then the per-env presets."""
     docs = field_docs(config_cls)
     types_ = _field_types(config_cls)
     rows = []
     for f in dataclasses.fields(config_cls):
+        if f.name in exclude:
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         type_name = getattr(types_[f.name], "__name__", str(types_[f.name]).replace("typing.", ""))
         rows.append((f.name, type_name, repr(default), docs.get(f.name, "")))

@@ -1,12 +1,14 @@
-"""How much of the machine a run may use: the cores this process may run on, and torch's thread count."""
+"""How much of the machine a run may use: the cores this process may run on, and torch's thread count.
+
+Importing this module does not import torch: `envs/` asks it for cores while building Atari batches.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import torch
+from typing import Any
 
 
 def usable_cores() -> int:
@@ -19,9 +21,12 @@ def usable_cores() -> int:
 
 
 @contextmanager
-def torch_threads(threads: int, device: torch.device) -> Iterator[None]:
+def torch_threads(threads: int, device: Any) -> Iterator[None]:
     """Run the block with `threads` intra-op threads on the CPU (0 or a CUDA device: unchanged), then
-    restore the previous count so one agent's choice does not leak into the next run in the process."""
+    restore the previous count so one agent's choice does not leak into the next run in the process.
+    `device` is a `torch.device`."""
+    import torch
+
     previous = torch.get_num_threads()
     if device.type == "cpu" and threads > 0:
         torch.set_num_threads(threads)

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.errors import SuiteError
+from core.errors import SuiteError
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
 
 
@@ -70,3 +70,13 @@ def resolve_device(name: str) -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise SuiteError(f"--device must be auto, cpu or cuda, not {name!r}")
     return torch.device(name)
+
+
+SEED_LIMIT = 2**32
+"""Seeds are 0 <= seed < 2**32: numpy's legacy global generator takes no more, and a negative seed none."""
+
+
+def check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise SuiteError(f"seed must be an integer from 0 to {SEED_LIMIT - 1}, not {seed!r}")
+    return seed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -11,7 +12,7 @@ try:  # typer >= 0.25 vendors its own copy of click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
-from trainer.errors import SuiteError
+from core.errors import SuiteError
 
 EXIT_USAGE = 2
 # typer >= 0.25 keeps Abort and Exit in typer.exceptions only; older click-based typer has both kinds.
@@ -43,4 +44,7 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
 
 
 def main_exit(app: typer.Typer) -> None:
+    # `--env my_pkg:MyEnv-v0` imports my_pkg from where the command is run, as `python -m` would.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     sys.exit(run_app(app))

@@ -23,7 +23,7 @@ class RunLogger:
 
     def __init__(
         self,
-        run_dir: Path,
+        run_dir: Path | None,
         total_steps: int,
         start_step: int = 0,
         start_episodes: int = 0,
@@ -31,11 +31,8 @@ class RunLogger:
         flush_every_steps: int = 1000,
         progress: bool = True,
     ):
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed curve
-        # has no duplicated stretch.
-        self.writer = SummaryWriter(str(run_dir), purge_step=start_step if start_step > 0 else None)
+        # Without a run directory only the progress bar is shown.
+        self.writer = _NoWriter() if run_dir is None else _writer(run_dir, start_step)
         if hyperparameters:
             table = "\n".join(f"|{k}|{v}|" for k, v in _flatten(hyperparameters).items())
             self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}", start_step)
@@ -112,3 +109,22 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def _writer(run_dir: Path, start_step: int) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed curve
+    # has no duplicated stretch.
+    return SummaryWriter(str(run_dir), purge_step=start_step if start_step > 0 else None)
+
+
+class _NoWriter:
+    """`SummaryWriter`'s methods that the log calls, doing nothing."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    add_text = add_scalar
+    flush = add_scalar
+    close = add_scalar

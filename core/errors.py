@@ -23,3 +23,18 @@ class ConfigError(SuiteError):
 
 class CheckpointError(SuiteError):
     """A missing, truncated or foreign checkpoint."""
+
+
+class WorkerError(SuiteError):
+    """A worker process or actor failed; the message names it and its last error line, the note holds
+    the full report (a traceback, Ray's error text)."""
+
+
+def worker_error(what: str, report: str, kind: str = "") -> WorkerError:
+    """One line, `"<what>: [<kind>: ]<last line of report>"` (what: "a3c worker 1 failed"), with the
+    whole report attached as a note."""
+    text = report.strip()
+    last = text.splitlines()[-1] if text else "no report"
+    error = WorkerError(f"{what}: {kind + ': ' if kind else ''}{last}")
+    error.add_note(text)
+    return error

@@ -1,0 +1,182 @@
+"""`Session`: the `TrainContext` of one `learn` call. It counts steps and episodes, feeds the callbacks,
+turns Ctrl-C and SIGTERM into a clean stop, and, when the run has a directory, owns its TensorBoard log
+and writes its checkpoints through the agent. Agents only see the `TrainContext` protocol."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from agents.callbacks import Callback
+from core.tblog import RunLogger
+from envs import EnvConfig, finished_episodes, make_env, make_vector_env
+
+
+class Session:
+    """Implements `agents.context.TrainContext`; see there for what each member means."""
+
+    def __init__(
+        self,
+        *,
+        env_config: EnvConfig,
+        seed: int,
+        device: torch.device,
+        total_steps: int,
+        global_step: int,
+        episodes: int,
+        run_dir: Path | None,
+        logger: RunLogger | None,
+        save_checkpoint: Callable[[], Path | None],
+        callbacks: Sequence[Callback] = (),
+        user_env: gym.Env | None = None,
+    ):
+        self.env_config = env_config
+        self.seed = seed
+        self.device = device
+        self.total_steps = total_steps
+        self.global_step = global_step
+        self.episodes = episodes
+        self.episode_returns: list[float] = []
+        self.run_dir = run_dir
+        self.interrupted = False
+        self.stop_reason: str | None = None
+        self._logger = logger
+        self._save_checkpoint = save_checkpoint
+        self._callbacks = list(callbacks)
+        self._stepped = [c for c in self._callbacks if c.step_interval > 0]
+        self._due = [global_step + c.step_interval for c in self._stepped]
+        self._next_due = min(self._due, default=None)
+        self._checkpoint_requested = False
+        self._user_env = user_env
+
+    # Environments -----------------------------------------------------------------------------
+    def env_seed(self, offset: int = 0) -> int:
+        return self.seed + offset + 1_000_003 * self.episodes
+
+    def make_env(self, *, offset: int = 0) -> gym.Env:
+        base, self._user_env = (self._user_env, None) if offset == 0 else (None, self._user_env)
+        return make_env(self.env_config, seed=self.env_seed(offset), mode="train", base=base)
+
+    def make_vector_env(self, num_envs: int, **options: Any) -> gym.vector.VectorEnv:
+        return make_vector_env(self.env_config, num_envs, seed=self.env_seed(), **options)
+
+    # Reporting --------------------------------------------------------------------------------
+    def add_steps(self, n: int = 1) -> None:
+        self.global_step += n
+        if self._logger is not None:
+            self._logger.maybe_flush(self.global_step)
+        if self._next_due is not None and self.global_step >= self._next_due:
+            self._step_callbacks()
+
+    def _step_callbacks(self) -> None:
+        for i, callback in enumerate(self._stepped):
+            if self.global_step >= self._due[i]:
+                callback.on_step(self)
+                # The next multiple after this step: a chunk of steps calls a hook once, not once per multiple.
+                interval = callback.step_interval
+                self._due[i] = (self.global_step // interval + 1) * interval
+        self._next_due = min(self._due)
+
+    def record_episode(self, episodic_return: float, length: int) -> None:
+        self.episodes += 1
+        self.episode_returns.append(float(episodic_return))
+        if self._logger is not None:
+            self._logger.episode(self.global_step, float(episodic_return), int(length))
+        for callback in self._callbacks:
+            callback.on_episode(self, float(episodic_return), int(length))
+
+    def record_info(self, info: dict[str, Any]) -> None:
+        episode = info.get("episode")
+        if episode is not None:
+            self.record_episode(float(episode["r"]), int(episode["l"]))
+
+    def record_vector_info(self, infos: dict[str, Any]) -> list[tuple[float, int]]:
+        episodes = finished_episodes(infos)
+        for episodic_return, length in episodes:
+            self.record_episode(episodic_return, length)
+        return episodes
+
+    def log(self, metrics: dict[str, float]) -> None:
+        if self._logger is not None:
+            self._logger.scalars(metrics)
+
+    def log_now(self, metrics: dict[str, float]) -> None:
+        if self._logger is not None:
+            self._logger.scalars_now(self.global_step, metrics)
+
+    def artifact_path(self, name: str) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / name
+
+    # Control ----------------------------------------------------------------------------------
+    def should_stop(self) -> bool:
+        return self.interrupted or self.stop_reason is not None or self.global_step >= self.total_steps
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def request_checkpoint(self) -> None:
+        self._checkpoint_requested = True
+
+    def maybe_checkpoint(self) -> None:
+        if self._checkpoint_requested:
+            self.checkpoint()
+
+    def checkpoint(self) -> Path | None:
+        self._checkpoint_requested = False
+        path = self._save_checkpoint()
+        if path is not None:
+            for callback in self._callbacks:
+                callback.on_checkpoint(self, path)
+        return path
+
+    # The session's life -----------------------------------------------------------------------
+    def start(self) -> None:
+        for callback in self._callbacks:
+            callback.on_start(self)
+
+    def end(self) -> None:
+        for callback in self._callbacks:
+            callback.on_end(self)
+        if self._logger is not None:
+            self._logger.maybe_flush(self.global_step, force=True)
+
+    def close(self) -> None:
+        if self._user_env is not None:  # the agent never asked for its first env
+            self._user_env.close()
+            self._user_env = None
+        if self._logger is not None:
+            self._logger.close(self.global_step)
+
+    @contextmanager
+    def stop_signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM (how Slurm, Kubernetes and systemd stop a job) ask the agent to stop at its
+        next step; a second one aborts at once (still keeping the last checkpoint). Outside the main
+        thread signals cannot be caught, and are left alone."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                for sig, old in previous.items():
+                    signal.signal(sig, old)
+                raise KeyboardInterrupt
+            self.interrupted = True
+            self.request_stop(f"stopped by {signal.Signals(signum).name}")
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)

@@ -1,0 +1,140 @@
+"""Checkpoints as plain data: one typed, versioned structure, written atomically, read back with
+`torch.load(weights_only=True)`.
+
+`Checkpoint` is the structure; `Checkpoint.write` is the one writer and `Checkpoint.read` the one reader
+(`save_checkpoint` / `load_checkpoint` are their file-level halves: bytes <-> a validated dict).
+On disk a checkpoint is a dict: `format`, `version`, `agent`, `agent_config`, `env_config`, `run`
+(`RunState`'s fields), `agent_state` (tensors and plain containers) and `rng` (python, numpy, torch
+generator states).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import CheckpointError
+
+FORMAT = "gym-agents-checkpoint"
+VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.pt"
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what `learn` continues from."""
+
+    seed: int
+    """The run's seed (env seeds and worker seeds derive from it)."""
+    total_steps: int = 0
+    """Env steps the run was last asked to reach (schedules anneal towards it)."""
+    global_step: int = 0
+    """Env steps done so far, all workers together."""
+    episodes: int = 0
+    """Episodes finished so far."""
+    wall_time: float = 0.0
+    """Seconds spent learning so far, over every sitting."""
+
+
+@dataclass
+class Checkpoint:
+    agent: str
+    """Registered agent name (`dqn`, ...)."""
+    agent_config: dict[str, Any]
+    """The agent's config dataclass as plain data."""
+    env_config: dict[str, Any]
+    """`envs.EnvConfig` as plain data: enough to rebuild the env and its preprocessing."""
+    run: RunState
+    agent_state: dict[str, Any]
+    """The agent's `state_dict()`: tensors and plain containers."""
+    rng: dict[str, Any] = field(default_factory=dict)
+    """Global generator states (`core.seeding.rng_state`)."""
+
+    def write(self, path: str | Path) -> Path:
+        data = dataclasses.asdict(self)
+        return save_checkpoint(data, path)
+
+    @classmethod
+    def read(cls, target: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+        """A run directory (its latest checkpoint) or a checkpoint file; anything unreadable, foreign or
+        incomplete raises `CheckpointError` in one line."""
+        data = load_checkpoint(target, map_location)
+        return cls.from_data(data, checkpoint_path(target))
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], where: str | Path = "checkpoint") -> Checkpoint:
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and f.name != "rng"]
+        if missing:
+            raise CheckpointError(f"{where} does not hold a usable agent (missing {', '.join(missing)})")
+        run = data["run"]
+        if not isinstance(run, dict) or "seed" not in run:
+            raise CheckpointError(f"{where} does not hold a usable agent (its run record has no seed)")
+        known = {f.name for f in dataclasses.fields(RunState)}
+        try:
+            run_state = RunState(**{k: v for k, v in run.items() if k in known})
+        except TypeError as exc:
+            raise CheckpointError(f"{where} does not hold a usable agent ({exc})") from exc
+        for name in ("agent_config", "env_config", "agent_state"):
+            if not isinstance(data[name], dict):
+                raise CheckpointError(f"{where} does not hold a usable agent ({name} is not a mapping)")
+        return cls(
+            agent=str(data["agent"]),
+            agent_config=data["agent_config"],
+            env_config=data["env_config"],
+            run=run_state,
+            agent_state=data["agent_state"],
+            rng=data.get("rng") or {},
+        )
+
+
+def save_checkpoint(data: dict[str, Any], path: str | Path) -> Path:
+    """Write to a temp file beside `path`, fsync, then rename: a crash never leaves a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    payload = {"format": FORMAT, "version": VERSION, **data}
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def checkpoint_path(target: str | Path) -> Path:
+    """A run directory -> its latest checkpoint; a file path is returned as it is."""
+    target = Path(target)
+    if target.is_dir():
+        candidate = target / CHECKPOINT_DIR / LATEST
+        if not candidate.exists():
+            raise CheckpointError(f"no checkpoint in {target} (expected {candidate})")
+        return candidate
+    if not target.exists():
+        raise CheckpointError(f"no such run directory or checkpoint: {target}")
+    return target
+
+
+def load_checkpoint(target: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate; any unreadable, truncated or foreign file raises `CheckpointError`."""
+    path = checkpoint_path(target)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first[:160]})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of this suite")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {data.get('version')}, expected {VERSION}")
+    return data

@@ -1,0 +1,116 @@
+"""Train any agent of the suite from the command line (`gym-agents-train`, or `python train.py`).
+
+python train.py qtable                      # FrozenLake, the agent's defaults
+python train.py dqn --env ALE/Pong-v5 --steps 2000000 --set buffer_size=500000 --set env.frame_stack=2
+python train.py dqn --env my_pkg.envs:MyEnv-v0 --env-kwargs size=8 --max-minutes 30 --stop-at-return 475
+python train.py qtable --help               # the agent's hyperparameters, env settings, presets and budgets
+python train.py qtable --resume runs/FrozenLake-v1__qtable__1__20260101-120000
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agents import agent_names, get_agent_class
+from core.config import describe_config, parse_overrides
+from gym_agents.cli import fail, main_exit
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _agent_help(agent: str) -> str:
+    from envs import EnvConfig  # noqa: PLC0415
+    from envs.spec import IDENTITY_FIELDS  # noqa: PLC0415
+
+    cls = get_agent_class(agent)
+    budgets = ", ".join(f"{env} {steps:,}" for env, steps in cls.step_budgets.items())
+    return (
+        f"\nAgent '{agent}': default env {cls.default_env}, default steps {cls.default_steps:,}"
+        + (f"\nStep budgets per env (--steps overrides): {budgets}" if budgets else "")
+        + f"\nHyperparameters (override with --set NAME=VALUE):\n{describe_config(cls.Config, cls.presets)}"
+        + "\nEnv settings (override with --set env.NAME=VALUE; None picks the env family's default):\n"
+        + describe_config(EnvConfig, exclude=IDENTITY_FIELDS)
+    )
+
+
+@app.command(context_settings={"help_option_names": []})
+def train(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Argument(help=f"Agent: {', '.join(agent_names())}.")] = None,
+    env: Annotated[
+        str | None, typer.Option(help="Gymnasium env id, or pkg.module:EnvId-v0 (default: the agent's).")
+    ] = None,
+    env_kwargs: Annotated[
+        list[str] | None, typer.Option("--env-kwargs", help="Env constructor argument KEY=VALUE (repeat).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Total environment steps (default: the agent's budget for the env).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random source (0 to 2**32-1).")] = 1,
+    name: Annotated[str | None, typer.Option(help="Run directory name (default: env__agent__seed__time).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories are made.")] = Path("runs"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Hyperparameter NAME=VALUE, or env setting env.NAME=VALUE (repeat)."),
+    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Run directory (or checkpoint) to continue.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (default: a tenth).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop (with a checkpoint) after this many minutes.")] = None,
+    stop_at_return: Annotated[
+        float | None, typer.Option(help="Stop once the mean return of the last 100 episodes reaches this.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    help_: Annotated[
+        bool, typer.Option("--help", "-h", help="Show this message (and AGENT's hyperparameters).")
+    ] = False,
+) -> None:
+    """Train AGENT; the last line printed is the run directory."""
+    if help_:
+        typer.echo(ctx.get_help())
+        if agent:
+            typer.echo(_agent_help(agent))
+        raise typer.Exit(0)
+    if agent is None:
+        raise fail(f"missing AGENT: one of {', '.join(agent_names())}")
+    from trainer.runner import RunOptions, run  # torch loads here, after argument checks
+
+    options = RunOptions(
+        agent=agent,
+        env_id=env,
+        env_kwargs=parse_overrides(env_kwargs or [], option="--env-kwargs", literal=True),
+        steps=steps,
+        seed=seed,
+        name=name,
+        runs_dir=runs_dir,
+        device=device,
+        overrides=parse_overrides(set_ or []),
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        max_minutes=max_minutes,
+        stop_at_return=stop_at_return,
+        progress=progress,
+    )
+    result = run(options)
+    returns = f"{result.mean_return:.3f}" if result.episode_returns else "n/a"
+    typer.echo(
+        f"{result.agent} on {result.env_id}: {result.global_step:,} steps, {result.episodes:,} episodes, "
+        f"mean return (last 100) {returns}, {result.wall_time:.1f} s"
+    )
+    if result.interrupted:
+        typer.echo(f"Interrupted; checkpoint written. Resume with: python train.py {agent} --resume {result.run_dir}")
+    elif result.stop_reason:
+        typer.echo(f"Stopped early: {result.stop_reason}")
+    typer.echo(f"Evaluate: python evaluate.py {result.run_dir}   Curves: tensorboard --logdir {result.run_dir.parent}")
+    typer.echo(str(result.run_dir))
+
+
+def main() -> None:
+    main_exit(app)
+
+
+if __name__ == "__main__":
+    main()
