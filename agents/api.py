@@ -62,7 +62,7 @@ def load(target: str | Path, *, device: str = "cpu", env: EnvLike | None = None)
     own, so `learn(run_dir=...)` into it appends to its curves. `env` replaces the stored env (same spaces)."""
     checkpoint = Checkpoint.read(target)
     cls = get_agent_class(checkpoint.agent)
-    config = build_config(cls.Config, checkpoint.agent_config)
+    config = build_config(cls.Config, cls.upgrade_config(checkpoint.agent_config))
     try:
         env_config = EnvConfig(**checkpoint.env_config)
     except TypeError as exc:

@@ -107,6 +107,11 @@ class Agent(ABC, Generic[C]):
         return None
 
     @classmethod
+    def upgrade_config(cls, stored: dict[str, Any]) -> dict[str, Any]:
+        """A config saved by an earlier version in today's fields; override where fields were renamed."""
+        return stored
+
+    @classmethod
     def steps_for(cls, env_id: str) -> int:
         """The step budget of a run on `env_id`."""
         return cls.step_budgets.get(env_id, cls.default_steps)
@@ -222,9 +227,9 @@ class Agent(ABC, Generic[C]):
                 directory,
                 total_steps=self.run.total_steps,
                 start_step=start_step,
-                start_episodes=self.run.episodes,
                 hyperparameters=self.describe(),
                 progress=progress,
+                status=lambda: (session.episodes, session.recent_mean_return),
             )
         started = time.perf_counter()
         wall_before = self.run.wall_time
@@ -268,7 +273,7 @@ class Agent(ABC, Generic[C]):
             global_step=self.run.global_step,
             episodes=self.run.episodes,
             episode_returns=returns,
-            mean_return=float(np.mean(returns[-100:])) if returns else float("nan"),
+            mean_return=session.recent_mean_return,
             wall_time=time.perf_counter() - started,
             interrupted=session.interrupted,
             stop_reason=session.stop_reason if session.global_step < session.total_steps else None,

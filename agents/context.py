@@ -35,6 +35,11 @@ class TrainContext(Protocol):
     run_dir: Path | None
     """Where the run's files go; None when learning without a run directory (nothing is written)."""
 
+    @property
+    def recent_mean_return(self) -> float:
+        """Mean return of the last 100 episodes of this `learn` call (nan before the first)."""
+        ...
+
     # Environments
     def env_seed(self, offset: int = 0) -> int:
         """Seed for an env: distinct per worker (`offset`) and per resume."""

@@ -149,29 +149,19 @@ def td_targets(
     return batch_returns + discounts * (1.0 - terminated) * next_value
 
 
-class DQNAgent(StepwiseAgent):
+class DQNAgent(StepwiseAgent[DQNConfig]):
     name = "dqn"
     Config = DQNConfig
     default_env = "CartPole-v1"
     default_steps = 50_000
+    step_budgets = {"Acrobot-v1": 100_000, "ALE/Pong-v5": 10_000_000, "ALE/Breakout-v5": 10_000_000}
+    """RL Zoo's budgets (hyperparams/dqn.yml)."""
     presets = {
-        "CartPole-v1": {  # RL Zoo hyperparams/dqn.yml (5e4 steps), plus the annealed step size
-            "learning_rate": 2.3e-3,
-            # With a constant 2.3e-3 the greedy policy often collapses in the last 10k steps (20-episode
-            # eval at 50k, seeds 1-3: 127/500/106); annealing to 0 keeps it: 500 on seeds 1,2,4,5,6,8,
-            # 442 on 3, 99 on 7. (Plain DQN + annealing: 500 on 1-6, 277 on 7, but slower early on.)
-            "final_learning_rate": 0.0,
-            "batch_size": 64,
-            "buffer_size": 100_000,
-            "learning_starts": 1_000,
-            "gamma": 0.99,
-            "target_update_interval": 10,
-            "train_freq": 256,
-            "gradient_steps": 128,
-            "exploration_fraction": 0.16,
-            "exploration_final_eps": 0.04,
-            "hidden_sizes": (256, 256),
-        },
+        # The defaults are RL Zoo's CartPole values (hyperparams/dqn.yml, 5e4 steps). With their constant
+        # 2.3e-3 the greedy policy often collapses in the last 10k steps (20-episode eval at 50k, seeds 1-3:
+        # 127/500/106); annealing to 0 keeps it: 500 on seeds 1,2,4,5,6,8, 442 on 3, 99 on 7. (Plain DQN +
+        # annealing: 500 on 1-6, 277 on 7, but slower early on.)
+        "CartPole-v1": {"final_learning_rate": 0.0},
         "Acrobot-v1": {  # RL Zoo hyperparams/dqn.yml (1e5 steps; its gradient_steps=-1 is train_freq)
             "learning_rate": 6.3e-4,
             "batch_size": 128,
@@ -222,12 +212,19 @@ class DQNAgent(StepwiseAgent):
         return linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, self.exploration_steps, self.steps)
 
     def _greedy(self, observation: Any) -> int:
+        return int(self._greedy_batch(np.asarray(observation)[None])[0])
+
+    def _greedy_batch(self, observations: np.ndarray) -> np.ndarray:
+        """(batch, *obs_shape) -> (batch,) int64 greedy actions, one forward pass."""
         with torch.inference_mode():
-            obs = torch.as_tensor(np.asarray(observation), device=self.device).unsqueeze(0)
-            return int(self.q_network(obs).argmax(dim=1).item())
+            obs = torch.as_tensor(np.asarray(observations), device=self.device)
+            return self.q_network(obs).argmax(dim=1).cpu().numpy()
 
     def act(self, observation: Any, state: Any = None) -> tuple[int, Any]:
         return self._greedy(observation), state
+
+    def act_batch(self, observations: np.ndarray, states: list[Any]) -> tuple[np.ndarray, list[Any]]:
+        return self._greedy_batch(observations), states
 
     def explore(self, observation: Any) -> int:
         if self.rng.random() < self.epsilon:
@@ -283,7 +280,7 @@ class DQNAgent(StepwiseAgent):
 
         The buffer does not change within a round, so the batches are drawn together (up to
         SAMPLE_BYTES of observations per draw): CartPole's 128 steps per round pay numpy's per-call
-        overhead once instead of 128 times (50k CartPole steps trained in 24.6 s instead of 27.4 s).
+        overhead once instead of 128 times (docs/performance.md).
         """
         c = self.config
         if c.final_learning_rate >= 0 and self.schedule_steps:

@@ -34,7 +34,7 @@ class NatureCNN(nn.Module):
     are scaled to [0, 1] here so replay buffers keep the compact uint8 form. Output: (batch, 512).
 
     Weights and activations are kept channels-last: on CPU the oneDNN convolutions skip their layout
-    reorders then, which cut a batch-32 DQN update on 2 cores by ~20% (measured: 25.9 -> 21.1 ms).
+    reorders then (the gain is in docs/performance.md).
     """
 
     def __init__(self, in_channels: int, height: int = 84, width: int = 84, features: int = 512):
@@ -76,8 +76,7 @@ class FlatMLP(nn.Module):
 
 def adam(parameters, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch has one for the parameters' device (CPU since torch
-    2.4): one pass over the parameters instead of several foreach passes; a Nature-CNN step on 2 cores
-    went 21 -> 16 ms."""
+    2.4): one pass over the parameters instead of several foreach passes (docs/performance.md)."""
     parameters = list(parameters)
     try:
         return torch.optim.Adam(parameters, lr=lr, fused=True)

@@ -2,21 +2,15 @@
 
 One hidden layer of ReLU units maps an observation (on Pong the (80, 80) int8 difference frame of
 `envs.atari.KarpathyPong`) to a sigmoid over two actions (UP/DOWN on Pong) or a softmax over more.
-Episodes are played by several envs at once with one batched forward pass; after every
-`batch_size` finished episodes the log-likelihood of the sampled actions, weighted by standardised
-discounted returns, is ascended with RMSProp. Episodes that straddle an update were partly played
-by the previous parameters (Karpathy's own loop is strictly on-policy with one env); with 16 envs
-that is about 1.6 updates per episode, and Pong still learns fast with 3e-4 (below).
+Episodes are played by several envs at once with one batched forward pass; after every `batch_size`
+finished episodes the log-likelihood of the sampled actions, weighted by standardised discounted
+returns, is ascended with RMSProp. Episodes that straddle an update were partly played by the previous
+parameters (Karpathy's own loop is strictly on-policy with one env).
 
-On Pong the envs are ale-py's threaded vector env (`batched`): every core emulates, in this process,
-and the Karpathy frames are made for the whole batch at once. Of its 16 envs the policy acts on
-the first 8 to finish (`envs_per_step`) while the other 8 emulate, so acting overlaps the emulation
-(the update still pauses it): 2.98x the single-process numpy original on 2 cores (bench/bench_pg.py:
-6,346 vs 2,128 steps/s; 2.27x with all 8 envs stepped at once). Three times his step size beats the built-in
-player (mean of the last 100 episodes above 0) after 8.1M steps, 3,741 episodes, 23 minutes on 2
-cores at ~6,000 steps/s (seed 1; +4.25 at 16.5M steps, 45 minutes; seed 2: 9.8M steps, 27 minutes):
-
-    python train.py pg --set learning_rate=3e-4 --steps 20000000
+On Pong the envs are ale-py's threaded batch (every core emulates in this process) and the policy acts
+on the first envs to finish each step while the others emulate (`envs_per_step`). The CPU fast paths
+for acting and for the update's sparse frames live in `agents/pg_fast.py`; speeds and the learning
+curves of `python train.py pg --set learning_rate=3e-4` are in docs/pg.md and the README.
 """
 
 from __future__ import annotations
@@ -29,20 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents import pg_fast
 from agents.base import Agent, require_discrete
 from agents.context import TrainContext
 from core.errors import ConfigError, IncompatibleEnvError
 from core.resources import torch_threads
 from core.seeding import generator_state, set_generator_state
-from envs import EnvConfig, answered_env_ids
+from envs import EnvConfig
 
 # Karpathy's gradient-collection batch can reach ~10 games x ~8k steps; the backward pass runs over
 # it in chunks so the float32 copy of the frames never has to exist all at once.
 UPDATE_CHUNK = 8192
-# Below this fraction of nonzero inputs a CPU update multiplies a sparse matrix: a Pong difference
-# frame has ~0.1-1% nonzero pixels, and the sparse forward + backward of a 3,000-frame batch took
-# 117 ms against 499 ms dense here, with the same gradient.
-SPARSE_DENSITY = 0.05
 
 
 @dataclass(frozen=True)
@@ -66,19 +57,17 @@ class PGConfig:
     action_subset: tuple[int, ...] = ()
     """Env actions the policy chooses among (Pong: 2, 3 = UP, DOWN); empty = all. Two -> sigmoid."""
     num_envs: int = 16
-    """Envs played in parallel (Pong on 2 cores, ale-py batch, steps/s in training: 8 envs 5,063,
-    16 envs acting on 8 at a time 6,378, 24 on 12 6,653)."""
-    batched: bool = True
-    """Atari: ale-py's vector env, whose C++ threads emulate every env on all cores in this process."""
+    """Envs played in parallel."""
+    vector_mode: Literal["auto", "sync", "async", "batch"] = "auto"
+    """How the envs run (`envs.VectorMode`): auto is ale-py's threaded batch on Atari (every core
+    emulates in this process), one process after another elsewhere; async is one process per env."""
     envs_per_step: int = 8
-    """With `batched` Atari: act on the first this many envs (at most num_envs; 0 = all) to finish
-    each step while the others emulate, so the policy's work overlaps the emulators'. Episodes then
-    interleave by thread timing, so a run is not reproducible step for step; 0 is."""
-    asynchronous: bool = True
-    """Without `batched`: one process per env (preprocessing in the worker; only the small frame crosses)."""
+    """Where the batch can (ale-py's), act on the first this many envs to finish each step (at most
+    num_envs; 0 = all) while the others emulate, so the policy's work overlaps the emulators'. Episodes
+    then interleave by thread timing, so a run is not reproducible step for step; 0 is."""
     torch_threads: int = 1
-    """CPU threads for torch while training (0 = leave as is): the env workers need the other cores,
-    and a one-row matmul on two contended threads measured 16x slower than on one here."""
+    """CPU threads for torch while training (0 = leave as is): the emulators need the other cores, and
+    tiny matrix products on two contended threads stall."""
 
     def validate(self) -> None:
         if self.hidden_size < 1 or self.batch_size < 1 or self.num_envs < 1:
@@ -121,7 +110,7 @@ class PolicyNetwork(nn.Module):
 
     No biases and weights ~ N(0, 1/fan_in), as in Karpathy's numpy code. The input weights are
     stored input-major, (obs_dim, hidden): acting on a sparse frame then gathers whole contiguous
-    rows, one per lit pixel (4x faster than the columns of an (hidden, obs_dim) matrix here).
+    rows, one per lit pixel.
     """
 
     def __init__(self, obs_dim: int, hidden_size: int, n_actions: int, generator: torch.Generator):
@@ -132,29 +121,8 @@ class PolicyNetwork(nn.Module):
             self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=generator) / hidden_size**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`x` dense, or a sparse COO matrix (autograd still reaches the input weights)."""
-        hidden = torch.sparse.mm(x, self.input_weight) if x.is_sparse else x @ self.input_weight
-        return self.out(torch.relu(hidden))
-
-
-def sparse_rows(x: np.ndarray) -> torch.Tensor:
-    """(batch, n) array -> the same values as a float32 sparse COO tensor (row-major, coalesced)."""
-    rows, cols = np.divmod(_flat_nonzero(x), x.shape[1])
-    indices = torch.as_tensor(np.stack([rows, cols]))
-    values = torch.as_tensor(x[rows, cols], dtype=torch.float32)
-    # The indices come in row-major order, each once: already coalesced, nothing to check.
-    return torch.sparse_coo_tensor(indices, values, x.shape, is_coalesced=True, check_invariants=False)
-
-
-def _flat_nonzero(x: np.ndarray) -> np.ndarray:
-    """`np.flatnonzero`; for a mostly-zero array of bytes 3.4x faster (8,000 Pong frames: 41 vs
-    141 ms): scan 8 bytes at a time as int64 words, then only the bytes of the few nonzero words."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    if flat.dtype.itemsize != 1 or flat.size % 8:
-        return np.flatnonzero(flat)
-    words = np.flatnonzero(flat.view(np.int64))
-    byte_rows, byte_cols = np.nonzero(flat.reshape(-1, 8)[words])
-    return words[byte_rows] * 8 + byte_cols
+        """`x` (batch, obs_dim) float32, dense or a sparse COO matrix (autograd reaches the weights either way)."""
+        return self.out(torch.relu(x @ self.input_weight))
 
 
 def log_prob(logits: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -228,24 +196,38 @@ def input_major_state(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "policy": policy, "optimizer": {**state["optimizer"], "state": optimizer_state}}
 
 
-class PolicyGradientAgent(Agent):
+class PolicyGradientAgent(Agent[PGConfig]):
     name = "pg"
     Config = PGConfig
     default_env = "ALE/Pong-v5"
     default_steps = 20_000_000
+    step_budgets = {"CartPole-v1": 100_000, "Acrobot-v1": 100_000}
     presets = {
         "ALE/Pong-v5": {"action_subset": (2, 3), "reset_at_reward": True},
         "PongNoFrameskip-v4": {"action_subset": (2, 3), "reset_at_reward": True},
         # Dense +1/-1 rewards: resetting at each would erase every return. Tiny envs step faster in
         # one process, and their few inputs tolerate a larger step (CartPole: seeds 1-8 reach 115-500
         # in 80k steps; Acrobot runs but has not learned in 100k steps with lr 1e-2 or 1e-3).
-        "CartPole-v1": {"reset_at_reward": False, "learning_rate": 1e-2, "asynchronous": False, "num_envs": 8},
-        "Acrobot-v1": {"reset_at_reward": False, "learning_rate": 1e-2, "asynchronous": False, "num_envs": 8},
+        "CartPole-v1": {"reset_at_reward": False, "learning_rate": 1e-2, "num_envs": 8},
+        "Acrobot-v1": {"reset_at_reward": False, "learning_rate": 1e-2, "num_envs": 8},
     }
 
     @classmethod
     def env_config_for(cls, env: EnvConfig, config: PGConfig) -> EnvConfig:
         return replace(env, preprocessing="karpathy") if env.family == "atari" else env
+
+    @classmethod
+    def upgrade_config(cls, stored: dict[str, Any]) -> dict[str, Any]:
+        """Runs saved before `vector_mode` had two flags: `batched` (ale-py's batch on Atari, the auto
+        mode's choice) and `asynchronous` (a process per env elsewhere)."""
+        if "batched" not in stored and "asynchronous" not in stored:
+            return stored
+        upgraded = {k: v for k, v in stored.items() if k not in ("batched", "asynchronous")}
+        if stored.get("batched", True):
+            upgraded["vector_mode"] = "auto"
+        else:
+            upgraded["vector_mode"] = "async" if stored.get("asynchronous", True) else "sync"
+        return upgraded
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -270,39 +252,27 @@ class PolicyGradientAgent(Agent):
         self.running_return: float | None = None
 
     def _logits(self, observations: np.ndarray) -> torch.Tensor:
-        """(batch, *obs_shape) any dtype -> logits; frames travel to the device as int8 (4x smaller).
-        Mostly-zero inputs on the CPU go through a sparse product (SPARSE_DENSITY)."""
-        flat = np.asarray(observations).reshape(len(observations), -1)
-        if self.device.type == "cpu" and np.count_nonzero(flat) < SPARSE_DENSITY * flat.size:
-            return self.policy(sparse_rows(flat))
-        return self.policy(torch.as_tensor(flat, device=self.device).float())
+        """(batch, *obs_shape) any dtype -> (batch, 1 or n_actions) logits, with autograd (the update)."""
+        return self.policy(pg_fast.update_input(observations, self.device))
 
     def action_probabilities(self, observations: np.ndarray) -> np.ndarray:
-        """(batch, *obs_shape) -> (batch, n_actions) float64 probabilities.
-
-        On the CPU this runs in numpy and multiplies only the input columns that are nonzero in some
-        row: a Pong difference frame has ~1% nonzero pixels, so the 6400x200 layer costs ~100x less,
-        exactly. numpy also avoids torch's thread pool, whose tiny kernels stall on a busy machine.
-        """
-        x = np.asarray(observations).reshape(len(observations), -1)
-        if self.device.type == "cpu":
-            w1 = self.policy.input_weight.detach().numpy()  # views: they follow the optimizer's in-place steps
-            w2 = self.policy.out.weight.detach().numpy()
-            lit = np.flatnonzero(x.any(axis=0))
-            hidden = np.maximum(x[:, lit].astype(np.float32) @ w1[lit], 0)
-            logits = (hidden @ w2.T).astype(np.float64)
-        else:
-            with torch.inference_mode():
-                logits = self._logits(x).cpu().numpy().astype(np.float64)
-        if logits.shape[1] == 1:
-            up = 1.0 / (1.0 + np.exp(-logits))
-            return np.concatenate([up, 1.0 - up], axis=1)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        """(batch, *obs_shape) -> (batch, n_actions) float64 probabilities, without autograd (acting)."""
+        logits = pg_fast.acting_logits(self.policy, observations)
+        with torch.inference_mode():
+            if logits is None:
+                flat = np.asarray(observations).reshape(len(observations), -1)
+                logits = self.policy(torch.as_tensor(flat, device=self.device).float()).cpu()
+            return probabilities(torch.as_tensor(logits, dtype=torch.float64)).numpy()
 
     def act(self, observation: Any, state: Any = None) -> tuple[int, Any]:
         probs = self.action_probabilities(np.asarray(observation)[None])
         return int(self.actions[int(probs[0].argmax())]), state
+
+    def act_batch(self, observations: np.ndarray, states: list[Any]) -> tuple[np.ndarray, list[Any]]:
+        return self.actions[self.action_probabilities(observations).argmax(axis=1)], states
+
+    def sample_action(self, observation: Any, state: Any = None) -> tuple[int, Any]:
+        return int(self.actions[int(self.sample(np.asarray(observation)[None])[0])]), state
 
     def sample(self, observations: np.ndarray) -> np.ndarray:
         """(num_envs, ...) observations -> (num_envs,) sampled indices into `self.actions`."""
@@ -316,23 +286,17 @@ class PolicyGradientAgent(Agent):
 
     def _learn(self, ctx: TrainContext) -> None:
         c = self.config
-        # ale-py's threaded batch autoresets in the same step like the factory's other vector envs;
-        # gymnasium's numpy CartPole resets a step later, which the episode buffer does not expect.
-        batched = c.batched and ctx.env_config.family == "atari"
-        envs_per_step = min(c.envs_per_step, c.num_envs) if batched else 0
-        envs = ctx.make_vector_env(
-            c.num_envs, asynchronous=c.asynchronous, batched=batched, envs_per_step=envs_per_step
-        )
+        envs = ctx.make_vector_env(c.num_envs, mode=c.vector_mode, envs_per_step=min(c.envs_per_step, c.num_envs))
         buffer = EpisodeBuffer(c.num_envs)
         try:
             observations, infos = envs.reset(seed=ctx.env_seed())
             while not ctx.should_stop():
                 indices = self.sample(observations)
-                buffer.act(answered_env_ids(infos, len(observations)), observations, indices)
+                buffer.act(infos["env_id"], observations, indices)
                 observations, rewards, terminated, truncated, infos = envs.step(self.actions[indices])
                 # A truncated game ends the Monte Carlo return like a terminated one: nothing to bootstrap.
                 done = terminated | truncated
-                ctx.add_steps(buffer.answer(answered_env_ids(infos, len(observations)), rewards, done))
+                ctx.add_steps(buffer.answer(infos["env_id"], rewards, done))
                 if done.any():
                     self._record_episodes(ctx, infos)
                 if len(buffer.finished) >= c.batch_size:

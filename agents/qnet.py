@@ -24,7 +24,7 @@ class QNetConfig(DiscreteQConfig):
     """Weights start uniform in [0, init_scale) as in the tutorial."""
 
 
-class QNetworkAgent(DiscreteQAgent):
+class QNetworkAgent(DiscreteQAgent[QNetConfig]):
     name = "qnet"
     Config = QNetConfig
 

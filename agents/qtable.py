@@ -30,7 +30,7 @@ class QTableConfig(DiscreteQConfig):
             raise ConfigError("learning_rate and learning_rate_end must be at most 1 for a table")
 
 
-class QTableAgent(DiscreteQAgent):
+class QTableAgent(DiscreteQAgent[QTableConfig]):
     name = "qtable"
     Config = QTableConfig
     presets = {

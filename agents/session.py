@@ -114,6 +114,12 @@ class Session:
     def artifact_path(self, name: str) -> Path | None:
         return None if self.run_dir is None else self.run_dir / name
 
+    @property
+    def recent_mean_return(self) -> float:
+        """Mean return of the last 100 episodes of this `learn` call (nan before the first)."""
+        window = self.episode_returns[-100:]
+        return sum(window) / len(window) if window else float("nan")
+
     # Control ----------------------------------------------------------------------------------
     def should_stop(self) -> bool:
         return self.interrupted or self.stop_reason is not None or self.global_step >= self.total_steps

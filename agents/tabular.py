@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -36,7 +37,10 @@ class DiscreteQConfig:
             raise ConfigError("gamma must be in [0, 1]")
 
 
-class DiscreteQAgent(StepwiseAgent):
+C = TypeVar("C", bound=DiscreteQConfig)
+
+
+class DiscreteQAgent(StepwiseAgent[C]):
     """Step counter, schedules and exploration; subclasses provide `q_row` and the update."""
 
     default_env = "FrozenLake-v1"

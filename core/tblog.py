@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
-
-RETURN_WINDOW = 100
 
 
 class RunLogger:
@@ -26,18 +24,18 @@ class RunLogger:
         run_dir: Path | None,
         total_steps: int,
         start_step: int = 0,
-        start_episodes: int = 0,
         hyperparameters: dict[str, Any] | None = None,
         flush_every_steps: int = 1000,
         progress: bool = True,
+        status: Callable[[], tuple[int, float]] | None = None,
     ):
+        """`status()` gives (episodes so far, mean return of the recent ones) for the progress bar."""
         # Without a run directory only the progress bar is shown.
         self.writer = _NoWriter() if run_dir is None else _writer(run_dir, start_step)
         if hyperparameters:
             table = "\n".join(f"|{k}|{v}|" for k, v in _flatten(hyperparameters).items())
             self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}", start_step)
         self.flush_every_steps = flush_every_steps
-        self.recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._last_flush_step = start_step
@@ -52,14 +50,12 @@ class RunLogger:
             mininterval=0.5,
         )
         self._bar_step = start_step
-        self._episodes = start_episodes
+        self._status = status or (lambda: (0, float("nan")))
         self._sps = 0.0
 
     def episode(self, step: int, episodic_return: float, length: int) -> None:
         self.writer.add_scalar("charts/episodic_return", episodic_return, step)
         self.writer.add_scalar("charts/episodic_length", length, step)
-        self.recent_returns.append(float(episodic_return))
-        self._episodes += 1
 
     def scalars(self, metrics: dict[str, float]) -> None:
         for tag, value in metrics.items():
@@ -89,8 +85,8 @@ class RunLogger:
         self._update_bar(step)
 
     def _update_bar(self, step: int) -> None:
-        mean = sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else float("nan")
-        self._bar.set_postfix(episodes=self._episodes, mean_return=f"{mean:.2f}", sps=f"{self._sps:.0f}", refresh=False)
+        episodes, mean = self._status()
+        self._bar.set_postfix(episodes=episodes, mean_return=f"{mean:.2f}", sps=f"{self._sps:.0f}", refresh=False)
         self._bar.update(step - self._bar_step)
         self._bar_step = step
 

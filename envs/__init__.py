@@ -1,17 +1,28 @@
-"""Environment factory shared by every agent: ids, preprocessing, vector envs."""
+"""Environment factory shared by every agent: ids, preprocessing, vector envs, episode batches."""
 
-from envs.atari import answered_env_ids
-from envs.factory import finished_episodes, make_env, make_vector_env, spaces_of
+from envs.batch import EpisodeBatch
+from envs.factory import (
+    VectorMode,
+    finished_episodes,
+    make_env,
+    make_vector_env,
+    numpy_batch_available,
+    resolve_vector_mode,
+    spaces_of,
+)
 from envs.spec import EnvConfig, check_env_id, ensure_registered, env_family
 
 __all__ = [
-    "answered_env_ids",
     "EnvConfig",
-    "finished_episodes",
+    "EpisodeBatch",
+    "VectorMode",
     "check_env_id",
     "ensure_registered",
     "env_family",
+    "finished_episodes",
     "make_env",
     "make_vector_env",
+    "numpy_batch_available",
+    "resolve_vector_mode",
     "spaces_of",
 ]

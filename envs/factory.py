@@ -148,88 +148,125 @@ def env_thunk(config: EnvConfig, seed: int, mode: Mode = "train") -> Callable[[]
     return thunk
 
 
+VectorMode = Literal["auto", "sync", "async", "batch"]
+"""How a vector env runs its copies: `sync` one after another in this process; `async` a process per
+copy (preprocessing there, only the small observation sent back); `batch` a library's implementation of
+the whole batch (ale-py's threaded `AtariVectorEnv` for Atari with the `karpathy` preprocessing: every
+core emulates, in this process); `auto` the batch where there is one, else `sync`."""
+
+
+def resolve_vector_mode(config: EnvConfig, mode: VectorMode = "auto") -> VectorMode:
+    """`auto` made concrete for this env; `batch` where the env has none is refused in one line."""
+    available = _ale_batch_available(config)
+    if mode == "batch" and not available:
+        raise SuiteError(
+            f"a library batch needs ale-py's (an Atari id with the karpathy preprocessing); {config.env_id} has none"
+        )
+    if mode == "auto":
+        return "batch" if available else "sync"
+    if mode not in ("sync", "async", "batch"):
+        raise SuiteError(f"vector mode must be auto, sync, async or batch, not {mode!r}")
+    return mode
+
+
 def make_vector_env(
     config: EnvConfig | str,
     num_envs: int,
     *,
     seed: int,
-    mode: Mode = "train",
-    asynchronous: bool = False,
-    batched: bool = False,
-    record_statistics: bool = True,
+    mode: VectorMode = "auto",
     envs_per_step: int = 0,
+    env_mode: Mode = "train",
 ) -> gym.vector.VectorEnv:
-    """`num_envs` copies seeded `seed, seed+1, ...`; asynchronous puts each in its own process so
-    that preprocessing runs there and only the small observation is sent back.
+    """`num_envs` copies seeded `seed, seed+1, ...`, run as `mode` says (see `VectorMode`).
 
-    `batched` uses the library's own implementation of the whole batch where the id has one (see
-    `has_batched_implementation`): gymnasium's numpy CartPole & co. (one array step for every copy)
-    or ale-py's threaded `AtariVectorEnv` for Atari with the `karpathy` preprocessing (every core
-    emulates, no frames cross between processes; `asynchronous` is then moot). Both autoreset in the
-    SAME_STEP or NEXT_STEP mode of their library; `finished_episodes` reads either.
-    `record_statistics=False` leaves the episode statistics out, for callers that sum rewards
-    themselves (the wrapper costs about as much as a numpy CartPole step).
+    Whatever the mode, the vector env autoresets in the SAME_STEP mode (a finished episode's last
+    observation in `infos["final_obs"]`, the next episode's first in the batch), records each episode's
+    real return and length (`finished_episodes`), and names the env of each row in `infos["env_id"]`.
 
-    `envs_per_step` (1..num_envs-1; 0 = all) makes ale-py's batch answer only the first envs to
-    finish each step, `infos["env_id"]` naming them (see `answered_env_ids`): the caller works on
-    one part while the rest emulate. Only ale-py's batch can, so it needs `batched` and an Atari id
-    with the `karpathy` preprocessing.
+    `envs_per_step` (1..num_envs-1; 0 = all) lets a batch that can (ale-py's) answer only the first envs to
+    finish each step, while the others emulate: the caller works on one part meanwhile. Rows then come
+    from different envs each step, which `infos["env_id"]` tells; a row whose env had no action pending
+    is a reset frame arriving late. Where the resolved mode cannot answer partially every env answers,
+    and an explicit `mode="batch"` that cannot is refused.
     """
     if isinstance(config, str):
         config = EnvConfig(config)
     check_env_id(config.env_id, config.entry_point)
-    partial = 0 < envs_per_step < num_envs
     if envs_per_step < 0 or envs_per_step > num_envs:
         raise SuiteError(f"envs_per_step must be between 0 (all) and num_envs ({num_envs}), not {envs_per_step}")
-    if partial and not (batched and config.family == "atari" and has_batched_implementation(config)):
+    partial = 0 < envs_per_step < num_envs
+    if partial and mode not in ("auto", "batch"):
+        raise SuiteError(f"envs_per_step < num_envs needs ale-py's batch, not the {mode} mode")
+    if partial and mode == "batch" and not _ale_batch_available(config):
         raise SuiteError(
-            f"envs_per_step < num_envs needs ale-py's batch (an Atari id, karpathy preprocessing, batched); "
+            f"envs_per_step < num_envs needs ale-py's batch (an Atari id, karpathy preprocessing); "
             f"{config.env_id} here is not one"
         )
-    if batched and has_batched_implementation(config):
-        envs = _library_batch(config, num_envs, envs_per_step if partial else 0)
+    resolved = resolve_vector_mode(config, mode)
+    if resolved == "batch":
+        envs = _ale_batch(config, num_envs, envs_per_step if partial else 0)
         envs.action_space.seed(seed)
-        if record_statistics:
-            statistics = PartialBatchEpisodeStatistics if partial else gym.wrappers.vector.RecordEpisodeStatistics
-            envs = statistics(envs)
+        statistics = PartialBatchEpisodeStatistics if partial else gym.wrappers.vector.RecordEpisodeStatistics
         # The statistics wrapper sees raw rewards; Karpathy's frames come after it, as in `make_env`.
-        return KarpathyPongBatch(envs) if config.family == "atari" else envs
-    fns = [env_thunk(config, seed + i, mode) for i in range(num_envs)]
-    if asynchronous:
+        return EnvIds(KarpathyPongBatch(statistics(envs)))
+    fns = [env_thunk(config, seed + i, env_mode) for i in range(num_envs)]
+    if resolved == "async":
         with _workers_ignore_ctrl_c():
-            return gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+            envs = gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    else:
+        envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return EnvIds(envs)
 
 
-def has_batched_implementation(config: EnvConfig) -> bool:
-    """Does a library implement this id for a whole batch? gymnasium's vector entry points (plain
-    classic envs only: preprocessing wrappers exist per env, not per batch) and ale-py's vector env
-    for Atari ids with the `karpathy` preprocessing and a fixed frame skip."""
+class EnvIds(gym.vector.VectorWrapper):
+    """Puts `infos["env_id"]`, the env of each row, into every reset and step where the env does not
+    already (ale-py's batch does): all envs in order."""
+
+    def reset(self, **kwargs):
+        observations, infos = self.env.reset(**kwargs)
+        return observations, self._named(infos, len(observations))
+
+    def step(self, actions):
+        observations, rewards, terminated, truncated, infos = self.env.step(actions)
+        return observations, rewards, terminated, truncated, self._named(infos, len(observations))
+
+    @staticmethod
+    def _named(infos: dict, rows: int) -> dict:
+        return infos if "env_id" in infos else {**infos, "env_id": np.arange(rows)}
+
+
+def numpy_batch_available(config: EnvConfig) -> bool:
+    """Does gymnasium implement this id for a whole batch in numpy (its `vector_entry_point`: CartPole)?
+    Only for plain classic envs: preprocessing wrappers exist per env, not per batch."""
     check_env_id(config.env_id, config.entry_point)
-    preprocessing = config.resolved_preprocessing()
-    if config.family == "classic":
-        return preprocessing == "none" and gym.spec(config.name).vector_entry_point is not None
-    if config.family == "atari" and preprocessing == "karpathy":
-        kwargs = gym.spec(config.name).kwargs
-        return "game" in kwargs and kwargs.get("obs_type", "rgb") == "rgb" and not kwargs.get("full_action_space")
-    return False
+    if config.family != "classic" or config.resolved_preprocessing() != "none":
+        return False
+    return gym.spec(config.name).vector_entry_point is not None
 
 
-def _library_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vector.VectorEnv:
-    if config.family == "atari":
-        from core.resources import usable_cores  # noqa: PLC0415  (keeps torch out of plain env imports)
+def _ale_batch_available(config: EnvConfig) -> bool:
+    """ale-py's vector env plays Atari ids with the `karpathy` preprocessing (raw RGB frames, fixed skip)."""
+    if config.family != "atari" or config.resolved_preprocessing() != "karpathy":
+        return False
+    check_env_id(config.env_id, config.entry_point)
+    kwargs = gym.spec(config.name).kwargs
+    return "game" in kwargs and kwargs.get("obs_type", "rgb") == "rgb" and not kwargs.get("full_action_space")
 
-        spec_kwargs = gym.spec(config.name).kwargs
-        return ale_vector_env(
-            spec_kwargs["game"],
-            num_envs,
-            frame_skip=config.frame_skip,
-            repeat_action_probability=config.repeat_action_probability,
-            max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
-            num_threads=min(num_envs, usable_cores()),
-            batch_size=envs_per_step,
-        )
-    return gym.make_vec(config.name, num_envs=num_envs, vectorization_mode="vector_entry_point", **config.env_kwargs)
+
+def _ale_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vector.VectorEnv:
+    from core.resources import usable_cores  # noqa: PLC0415
+
+    spec_kwargs = gym.spec(config.name).kwargs
+    return ale_vector_env(
+        spec_kwargs["game"],
+        num_envs,
+        frame_skip=config.frame_skip,
+        repeat_action_probability=config.repeat_action_probability,
+        max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
+        num_threads=min(num_envs, usable_cores()),
+        batch_size=envs_per_step,
+    )
 
 
 @contextmanager
@@ -259,11 +296,11 @@ def spaces_of(config: EnvConfig, base: gym.Env | None = None) -> tuple[gym.Space
 
 
 def finished_episodes(infos: dict) -> list[tuple[float, int]]:
-    """(return, length) of each episode that ended in this vector-env step.
+    """(return, length) of each episode that ended in this step of a `make_vector_env` env.
 
-    gymnasium's SAME_STEP vector envs keep a finished episode's statistics in `infos["final_info"]`;
-    NEXT_STEP envs, and the vector statistics wrapper over a library batch, put them in `infos`
-    itself. Both are read here so agents need not care.
+    gymnasium's vector envs keep a finished episode's statistics in `infos["final_info"]`; the vector
+    statistics wrapper over a library batch puts them in `infos` itself. Both are read here so agents
+    need not care.
     """
     source = infos if "episode" in infos else infos.get("final_info", {})
     if "episode" not in source:

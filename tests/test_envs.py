@@ -124,31 +124,54 @@ def test_qtable_refuses_continuous_observations():
         QTableAgent.check_spaces(env.observation_space, env.action_space)
 
 
-def test_numpy_vectorized_batch_where_gymnasium_has_one():
+def test_episode_batch_is_numpy_vectorized_where_gymnasium_has_one():
     from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
-    from envs.factory import has_batched_implementation
+    from envs import EpisodeBatch, numpy_batch_available
 
-    assert has_batched_implementation(EnvConfig("CartPole-v1"))
-    assert not has_batched_implementation(EnvConfig("ALE/Pong-v5"))
-    envs = make_vector_env("CartPole-v1", 64, seed=0, batched=True)
-    assert isinstance(envs.unwrapped, CartPoleVectorEnv)
-    envs.reset(seed=0)
-    lengths = []
-    for _ in range(100):
-        _, _, terminated, truncated, infos = envs.step(envs.action_space.sample())
-        episodes = finished_episodes(infos)
-        assert len(episodes) == int((terminated | truncated).sum())
-        lengths += [length for _, length in episodes]
-    envs.close()
-    assert lengths and all(0 < n <= 100 for n in lengths)
-    bare = make_vector_env("CartPole-v1", 4, seed=0, batched=True, record_statistics=False)
-    assert isinstance(bare, CartPoleVectorEnv)
-    bare.close()
-    # Without a numpy implementation the flag falls back to one env per copy.
-    fallback = make_vector_env("FrozenLake-v1", 2, seed=0, batched=True)
-    assert isinstance(fallback, gym.vector.SyncVectorEnv)
-    fallback.close()
+    assert numpy_batch_available(EnvConfig("CartPole-v1"))
+    assert not numpy_batch_available(EnvConfig("ALE/Pong-v5"))
+    batch = EpisodeBatch(EnvConfig("CartPole-v1"), 64, seed=0)
+    assert batch.vectorized and isinstance(batch.vector_env.unwrapped, CartPoleVectorEnv)
+    observations = batch.reset(seed=0)
+    assert observations.shape == (64, 4) and batch.active.all()
+    lengths, returns = np.zeros(64, int), np.zeros(64)
+    rng = np.random.default_rng(0)
+    while batch.active.any():
+        lengths += batch.active
+        observations, rewards = batch.step(rng.integers(0, 2, size=64))
+        returns += rewards
+    batch.close()
+    # Each slot played one episode: CartPole pays 1 per step, and nothing after its end.
+    np.testing.assert_array_equal(returns, lengths)
+    assert (lengths > 0).all() and (lengths <= 500).all()
+    # Without a numpy implementation each slot is its own env, and only running slots are stepped.
+    separate = EpisodeBatch(EnvConfig("FrozenLake-v1"), 3, seed=0)
+    assert not separate.vectorized and len(separate.envs) == 3
+    separate.reset(seed=0)
+    steps = [0, 0, 0]
+    while separate.active.any():
+        for i in np.flatnonzero(separate.active):
+            steps[i] += 1
+        separate.step(np.zeros(3, np.int64))
+    assert all(n > 0 for n in steps)
+    # A finished slot is not stepped again: its env's step counter stays where its episode ended.
+    counts = [env.get_wrapper_attr("episode_count") for env in separate.envs]
+    separate.step(np.zeros(3, np.int64))
+    assert [env.get_wrapper_attr("episode_count") for env in separate.envs] == counts == [1, 1, 1]
+    separate.close()
+
+
+def test_every_vector_env_names_the_env_of_each_row():
+    for mode in ("sync", "auto"):
+        envs = make_vector_env("CartPole-v1", 3, seed=0, mode=mode)
+        _, infos = envs.reset(seed=0)
+        np.testing.assert_array_equal(infos["env_id"], [0, 1, 2])
+        _, _, _, _, infos = envs.step(envs.action_space.sample())
+        np.testing.assert_array_equal(infos["env_id"], [0, 1, 2])
+        envs.close()
+    with pytest.raises(SuiteError, match="has none"):
+        make_vector_env("CartPole-v1", 2, seed=0, mode="batch")
 
 
 def test_ale_batch_gives_the_single_env_karpathy_frames():
@@ -156,15 +179,15 @@ def test_ale_batch_gives_the_single_env_karpathy_frames():
     across episode ends (SAME_STEP autoreset) and with the real scores in the episode statistics."""
     from dataclasses import replace
 
+    from envs import resolve_vector_mode
     from envs.atari import KarpathyPongBatch
-    from envs.factory import has_batched_implementation
 
     # No sticky actions: then both play the same deterministic game from the same actions.
     config = replace(EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), repeat_action_probability=0.0)
-    assert has_batched_implementation(config)
-    assert not has_batched_implementation(EnvConfig("ALE/Pong-v5"))  # dqn preprocessing: per env
-    batch = make_vector_env(config, 2, seed=0, batched=True)
-    assert isinstance(batch, KarpathyPongBatch) and batch.single_observation_space.shape == (80, 80)
+    assert resolve_vector_mode(config) == "batch"
+    assert resolve_vector_mode(EnvConfig("ALE/Pong-v5")) == "sync"  # dqn preprocessing: per env
+    batch = make_vector_env(config, 2, seed=0)
+    assert isinstance(batch.env, KarpathyPongBatch) and batch.single_observation_space.shape == (80, 80)
     singles = [make_env(config, seed=i) for i in range(2)]
     observations, _ = batch.reset(seed=0)
     expected = np.stack([env.reset(seed=i)[0] for i, env in enumerate(singles)])
@@ -193,11 +216,10 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
     its own `make_env` copy given the same actions, and late reset frames count no step."""
     from dataclasses import replace
 
-    from envs import answered_env_ids
     from envs.atari import PartialBatchEpisodeStatistics
 
     config = replace(EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), repeat_action_probability=0.0)
-    batch = make_vector_env(config, 4, seed=0, batched=True, envs_per_step=2)
+    batch = make_vector_env(config, 4, seed=0, mode="batch", envs_per_step=2)
     assert PartialBatchEpisodeStatistics in wrapper_types(batch)
     singles = [make_env(config, seed=i) for i in range(4)]
     started = [False] * 4
@@ -207,7 +229,7 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
         started[env_id] = True
 
     observations, infos = batch.reset(seed=0)
-    ids = answered_env_ids(infos, len(observations))
+    ids = infos["env_id"]
     assert len(ids) == 2
     for row, env_id in enumerate(ids):
         check_reset_frame(env_id, observations[row])
@@ -218,7 +240,7 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
         pending.update(zip(ids.tolist(), actions.tolist(), strict=True))
         observations, rewards, terminated, truncated, infos = batch.step(actions)
         batch_episodes += finished_episodes(infos)
-        ids = answered_env_ids(infos, len(observations))
+        ids = infos["env_id"]
         for row, env_id in enumerate(ids):
             if not started[env_id]:  # its reset frame arrives only now; no action was pending
                 assert env_id not in pending and rewards[row] == 0 and not terminated[row]
@@ -247,4 +269,4 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
 )
 def test_partial_batch_refused_where_no_library_batch_supports_it(env_id, num_envs, envs_per_step, message):
     with pytest.raises(SuiteError, match=message):
-        make_vector_env(env_id, num_envs, seed=0, batched=True, envs_per_step=envs_per_step)
+        make_vector_env(env_id, num_envs, seed=0, mode="batch", envs_per_step=envs_per_step)

@@ -10,15 +10,14 @@ import torch
 
 from agents import load
 from agents.pg import (
-    SPARSE_DENSITY,
     EpisodeBuffer,
     PGConfig,
     PolicyGradientAgent,
     discounted_returns,
     log_prob,
     probabilities,
-    sparse_rows,
 )
+from agents.pg_fast import SPARSE_DENSITY, sparse_rows
 from core.config import build_config
 from core.errors import ConfigError
 from envs.atari import KarpathyPong, karpathy_frame
@@ -281,7 +280,7 @@ def test_checkpoint_of_the_earlier_layout_loads_transposed():
     [
         {"num_envs": 1},
         {"num_envs": 3, "envs_per_step": 2},
-        {"num_envs": 2, "batched": False, "asynchronous": True},
+        {"num_envs": 2, "vector_mode": "async"},
     ],
     ids=["ale-batch", "ale-partial-batch", "process-per-env"],
 )

@@ -32,6 +32,7 @@ class A3CAgent(Agent[A3CConfig]):
     Config = A3CConfig
     default_env = "VizdoomBasic-v1"
     default_steps = 500_000
+    step_budgets = {"CartPole-v1": 200_000}
     presets = {
         # Juliani's reward scale; a 3x larger step than his 1e-4 reaches the target within minutes.
         "VizdoomBasic-v1": {"reward_scale": 0.01, "learning_rate": 3e-4},
@@ -85,6 +86,11 @@ class A3CAgent(Agent[A3CConfig]):
         with torch.inference_mode():
             logits, _, state = self.global_net(torch.as_tensor(observation)[None], state)
         return int(logits[0].argmax()), state
+
+    def sample_action(self, observation: Any, state: Any = None) -> tuple[int, Any]:
+        with torch.inference_mode():
+            logits, _, state = self.global_net(torch.as_tensor(observation)[None], state)
+            return int(torch.distributions.Categorical(logits=logits[0]).sample()), state
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -20,18 +20,22 @@ from agents.neat.config import NeatConfig
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
 from agents.neat.population import Population
-from agents.neat.rollout import ActionMap, BatchRollout, ParallelRollout, make_rollout
+from agents.neat.rollout import ActionMap, BatchRollout, ParallelRollout
 from core.errors import ConfigError, IncompatibleEnvError
+from core.resources import usable_cores
+from envs import EnvConfig, numpy_batch_available
 
 if TYPE_CHECKING:
     from agents.neat.ray_rollout import RayRollout
 
 
-class NeatAgent(Agent):
+class NeatAgent(Agent[NeatConfig]):
     name = "neat"
     Config = NeatConfig
     default_env = "CartPole-v1"
     default_steps = 2_000_000
+    step_budgets = {"LunarLander-v3": 100_000_000}
+    """Runs stop earlier, once the champion reaches the env's fitness threshold."""
     presets = {
         # XOR is deterministic, so one episode tells the fitness, and so cheap that worker
         # processes would cost more than they save.
@@ -183,3 +187,26 @@ class NeatAgent(Agent):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.population.load_data(state["population"])
         self._champion_net = None
+
+
+def make_rollout(
+    env_config: EnvConfig,
+    n_genomes: int,
+    episodes: int,
+    seed: int,
+    recurrent: bool,
+    workers: int,
+    backend: str = "local",
+    ray_address: str = "",
+) -> BatchRollout | ParallelRollout | RayRollout:
+    """With `backend="ray"` a `RayRollout` of `workers` actors (0: one per CPU of the cluster), for
+    every env. Else a `ParallelRollout` for envs gymnasium cannot step as one numpy batch when `workers`
+    > 1 (0: one per core), or one in-process `BatchRollout`."""
+    if backend == "ray":
+        from agents.neat.ray_rollout import RayRollout  # noqa: PLC0415  (ray is an optional extra)
+
+        return RayRollout(env_config, n_genomes, episodes, seed, recurrent, workers, ray_address)
+    workers = workers or usable_cores()
+    if workers > 1 and not numpy_batch_available(env_config):
+        return ParallelRollout(env_config, n_genomes, episodes, seed, recurrent, min(workers, n_genomes))
+    return BatchRollout(env_config, n_genomes, episodes, seed, recurrent)
