@@ -125,8 +125,12 @@ def resolve_env(env: EnvLike, env_kwargs: dict[str, Any] | None) -> tuple[EnvCon
         stored_kwargs = {k: v for k, v in spec.kwargs.items() if k != "render_mode"}
         config = EnvConfig(spec.id, entry_point=spec_entry or entry_point, env_kwargs=stored_kwargs)
     else:
-        cls = type(instance.unwrapped)
-        config = EnvConfig(f"{cls.__name__}-v0", entry_point=entry_point or _importable_name(cls))
+        # No registered id: one made from what builds it, so that it names nothing else in the registry.
+        entry_point = entry_point or _importable_name(type(instance.unwrapped))
+        name = entry_point.replace(":", ".") if entry_point else type(instance.unwrapped).__qualname__
+        config = EnvConfig(f"python/{name}-v0", entry_point=entry_point)
+    if config.entry_point:
+        check_env_id(config.env_id, config.entry_point)  # registered, so copies and `gym.spec` find it
     if config.family != "classic":
         instance.close()
         return config, None

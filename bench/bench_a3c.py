@@ -21,9 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.a3c import A3CAgent, A3CConfig  # noqa: E402
+from agents import StopAfter, StopAtReturn, make  # noqa: E402
 from envs import EnvConfig, make_env, make_vector_env  # noqa: E402
-from trainer.runner import RunOptions, Trainer  # noqa: E402
 
 DOOM = "VizdoomBasic-v1"
 
@@ -41,7 +40,7 @@ def raw_steps_per_second(env_config: EnvConfig, num_envs: int, seconds: float) -
                 env.reset()
         env.close()
         return steps / (time.perf_counter() - start)
-    envs = make_vector_env(env_config, num_envs, seed=0, asynchronous=True)
+    envs = make_vector_env(env_config, num_envs, seed=0, mode="async")
     envs.reset(seed=0)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -52,30 +51,17 @@ def raw_steps_per_second(env_config: EnvConfig, num_envs: int, seconds: float) -
     return steps / elapsed
 
 
-def timed_a3c(env_id: str, target: float, cap_s: float, steps: int, overrides: dict, runs_dir: Path) -> dict:
-    """Train until the last-100-episode mean reaches `target` or `cap_s` seconds pass."""
-
-    class TimedA3C(A3CAgent):
-        def learn(self, ctx):
-            start = time.perf_counter()
-
-            def hook(ctx, _return):
-                reached = len(ctx.episode_returns) >= 100 and ctx.recent_mean_return >= target
-                return reached or time.perf_counter() - start > cap_s
-
-            ctx.add_episode_hook(hook)
-            super().learn(ctx)
-
-    options = RunOptions("a3c", env_id=env_id, steps=steps, runs_dir=runs_dir, progress=False, overrides=overrides)
-    trainer = Trainer(options)
-    trainer.agent_cls = TimedA3C
-    result = trainer.run()
+def timed_a3c(env_id: str, target: float | None, cap_s: float, steps: int, overrides: dict, runs_dir: Path) -> dict:
+    """Train until the last-100-episode mean reaches `target` (None: run all `steps`) or `cap_s` seconds pass."""
+    agent = make("a3c", env=env_id, **overrides)
+    callbacks = [StopAfter(cap_s)] + ([StopAtReturn(target)] if target is not None else [])
+    result = agent.learn(steps, run_dir=runs_dir / env_id.replace("/", "-"), callbacks=callbacks)
     returns = result.episode_returns
     mean100 = float(np.mean(returns[-100:])) if returns else float("nan")
     return {
         "env": env_id,
         "target": target,
-        "reached": len(returns) >= 100 and mean100 >= target,
+        "reached": target is not None and len(returns) >= 100 and mean100 >= target,
         "wall_s": round(result.wall_time, 1),
         "steps": result.global_step,
         "episodes": result.episodes,
@@ -125,18 +111,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short caps: a few minutes in all")
     parser.add_argument("--doom-cap", type=float, default=None, help="seconds allowed to reach VizDoom mean 70")
     parser.add_argument("--cartpole-cap", type=float, default=None, help="seconds allowed to reach CartPole 475")
+    parser.add_argument("--sps-steps", type=int, default=None, help="steps of each throughput run")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     doom_cap = args.doom_cap or (45 if args.quick else 900)
     cartpole_cap = args.cartpole_cap or (60 if args.quick else 300)
-    sps_steps = 3_000 if args.quick else 20_000
+    sps_steps = args.sps_steps or (3_000 if args.quick else 20_000)
     results: dict = {"throughput": []}
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp)
         for workers in (1, 2):
-            run = timed_a3c(DOOM, float("inf"), 1e9, sps_steps, {"num_workers": workers}, runs / f"sps{workers}")
-            raw = raw_steps_per_second(A3CAgent.env_config(DOOM, A3CConfig()), workers, 5.0)
+            run = timed_a3c(DOOM, None, 1e9, sps_steps, {"num_workers": workers}, runs / f"sps{workers}")
+            raw = raw_steps_per_second(make("a3c", env=DOOM).env_config, workers, 5.0)
             row = {"workers": workers, "a3c_sps": run["median_sps"], "raw_env_sps": round(raw, 1)}
             row["ratio"] = round(row["a3c_sps"] / raw, 3)
             results["throughput"].append(row)

@@ -25,14 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.dqn import DQNAgent, DQNConfig  # noqa: E402
+from agents import Callback, make  # noqa: E402
+from agents.dqn import DQNConfig  # noqa: E402
 from agents.replay import ReplayBuffer  # noqa: E402
-from core.config import build_config  # noqa: E402
 from core.resources import usable_cores  # noqa: E402
-from envs import EnvConfig, make_env, spaces_of  # noqa: E402
+from envs import EnvConfig, make_env  # noqa: E402
 from trainer.evaluation import evaluate_agent  # noqa: E402
 
-CARTPOLE = DQNAgent.presets["CartPole-v1"]
 SB3_KEYS = (
     "learning_rate",
     "batch_size",
@@ -54,31 +53,39 @@ def sb3_kwargs(config: DQNConfig) -> dict:
     return kwargs
 
 
+class GreedyEvaluation(Callback):
+    """Every `every` steps: the greedy return over `episodes` episodes, the training time so far (the
+    evaluations' own time left out) and the first (step, time) at which it reached 475."""
+
+    def __init__(self, agent, every: int, episodes: int, seed: int):
+        self.agent, self.step_interval, self.episodes, self.seed = agent, every, episodes, seed
+        self.wall, self.solved, self.last = 0.0, None, float("nan")
+        self.started, self.evaluated_at = 0.0, -1
+
+    def on_start(self, ctx) -> None:
+        self.started = time.perf_counter()
+
+    def on_step(self, ctx) -> None:
+        self.wall += time.perf_counter() - self.started
+        self.last = float(evaluate_agent(self.agent, episodes=self.episodes, seed=10_000).mean())
+        print(f"  ours  seed {self.seed} step {ctx.global_step:6d} train {self.wall:6.1f}s greedy {self.last:6.1f}")
+        if self.solved is None and self.last >= 475:
+            self.solved = (ctx.global_step, self.wall)
+        self.started, self.evaluated_at = time.perf_counter(), ctx.global_step
+
+    def on_end(self, ctx) -> None:
+        if self.evaluated_at != ctx.global_step:
+            self.on_step(ctx)
+
+
 def ours_cartpole(seed: int, steps: int, eval_every: int, episodes: int) -> dict:
-    """Our agent in the same loop as StepwiseAgent.learn, paused for greedy evaluations."""
-    torch.set_num_threads(1)
+    """Our agent through the public interface, paused every `eval_every` steps for greedy evaluations."""
     torch.manual_seed(seed)
-    env_config = EnvConfig("CartPole-v1")
-    config = build_config(DQNConfig, CARTPOLE, {"double_q": False})  # SB3's DQN has no Double DQN
-    agent = DQNAgent(config, *spaces_of(env_config), seed=seed)
-    agent.exploration_steps = int(config.exploration_fraction * steps)
-    env = make_env(env_config, seed=seed)
-    obs, _ = env.reset(seed=seed)
-    wall, solved, last = 0.0, None, float("nan")
-    started = time.perf_counter()
-    for step in range(1, steps + 1):
-        action = agent.explore(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        agent.observe(obs, action, float(reward), next_obs, terminated, truncated)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-        if step % eval_every == 0 or step == steps:
-            wall += time.perf_counter() - started
-            last = float(evaluate_agent(agent, env_config, episodes=episodes, seed=10_000).mean())
-            print(f"  ours  seed {seed} step {step:6d} train {wall:6.1f}s greedy {last:6.1f}", flush=True)
-            if solved is None and last >= 475:
-                solved = (step, wall)
-            started = time.perf_counter()
-    return {"solved": solved, "final": last, "wall": wall}
+    # Matched to SB3's DQN with RL Zoo's settings: no Double DQN, a constant step size (our preset anneals it).
+    agent = make("dqn", env="CartPole-v1", seed=seed, device="cpu", double_q=False, final_learning_rate=-1.0)
+    evaluation = GreedyEvaluation(agent, eval_every, episodes, seed)
+    agent.learn(steps, callbacks=[evaluation])
+    return {"solved": evaluation.solved, "wall": evaluation.wall, "final": evaluation.last}
 
 
 def sb3_cartpole(seed: int, steps: int, eval_every: int, episodes: int) -> dict:
@@ -87,7 +94,7 @@ def sb3_cartpole(seed: int, steps: int, eval_every: int, episodes: int) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(1)
-    config = build_config(DQNConfig, CARTPOLE)
+    config = make("dqn", env="CartPole-v1").config  # the same preset as ours
     out = {"solved": None, "final": float("nan"), "wall": 0.0}
 
     class Evaluate(BaseCallback):
@@ -128,27 +135,29 @@ def sb3_greedy_return(model, episodes: int) -> float:
     return float(np.mean(returns))
 
 
-def pong_config(warmup: int, buffer: int, double_q: bool = False) -> DQNConfig:
-    overrides = {"learning_starts": warmup, "buffer_size": buffer, "double_q": double_q}
-    return build_config(DQNConfig, DQNAgent.presets["ALE/Pong-v5"], overrides)
+def pong_overrides(warmup: int, buffer: int, double_q: bool = False) -> dict:
+    return {"learning_starts": warmup, "buffer_size": buffer, "double_q": double_q}
+
+
+class Clock(Callback):
+    """The time at env steps `first` and `last`."""
+
+    step_interval = 1
+
+    def __init__(self, first: int, last: int):
+        self.first, self.last, self.times = first, last, {}
+
+    def on_step(self, ctx) -> None:
+        if ctx.global_step in (self.first, self.last):
+            self.times[ctx.global_step] = time.perf_counter()
 
 
 def ours_pong_sps(warmup: int, window: int, buffer: int, device: str, double_q: bool) -> float:
-    env_config = EnvConfig("ALE/Pong-v5")
-    config = pong_config(warmup, buffer, double_q)
-    agent = DQNAgent(config, *spaces_of(env_config), seed=0, device=device)
-    # SB3 decays epsilon over exploration_fraction of the steps it is asked for: the same here.
-    agent.exploration_steps = int(config.exploration_fraction * (warmup + window))
-    env = make_env(env_config, seed=0)
-    obs, _ = env.reset(seed=0)
-    for step in range(warmup + window):
-        if step == warmup:
-            started = time.perf_counter()
-        action = agent.explore(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        agent.observe(obs, action, float(reward), next_obs, terminated, truncated)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    return window / (time.perf_counter() - started)
+    # Asked for warmup + window steps, epsilon decays over the same fraction of them as SB3's does.
+    agent = make("dqn", env="ALE/Pong-v5", seed=0, device=device, **pong_overrides(warmup, buffer, double_q))
+    clock = Clock(warmup, warmup + window)
+    agent.learn(warmup + window, callbacks=[clock])
+    return window / (clock.times[warmup + window] - clock.times[warmup])
 
 
 def sb3_pong_sps(warmup: int, window: int, buffer: int, device: str) -> float:
@@ -164,7 +173,7 @@ def sb3_pong_sps(warmup: int, window: int, buffer: int, device: str) -> float:
             return True
 
     env = make_env(EnvConfig("ALE/Pong-v5"), seed=0)
-    kwargs = sb3_kwargs(pong_config(warmup, buffer))
+    kwargs = sb3_kwargs(make("dqn", env="ALE/Pong-v5", **pong_overrides(warmup, buffer)).config)
     kwargs.pop("policy_kwargs")
     model = DQN("CnnPolicy", env, seed=0, device=device, verbose=0, **kwargs)
     model.learn(warmup + window, callback=Clock())
@@ -236,18 +245,25 @@ def replay_gib() -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 30k CartPole steps, short Pong window")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--cartpole-steps", type=int, default=50_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 1 2 (--quick: 1)")
+    parser.add_argument("--cartpole-steps", type=int, default=None, help="default 50,000 (--quick: 30,000)")
     parser.add_argument("--eval-every", type=int, default=2_500)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--pong-warmup", type=int, default=5_000)
-    parser.add_argument("--pong-window", type=int, default=5_000)
+    parser.add_argument("--eval-episodes", type=int, default=None, help="default 10 (--quick: 5)")
+    parser.add_argument("--pong-warmup", type=int, default=None, help="default 5,000 (--quick: 1,000)")
+    parser.add_argument("--pong-window", type=int, default=None, help="default 5,000 (--quick: 1,000)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip", nargs="*", default=[], choices=["cartpole", "pong", "memory", "sb3"])
     args = parser.parse_args()
-    if args.quick:
-        args.seeds, args.cartpole_steps, args.eval_episodes = args.seeds[:1], 30_000, 5
-        args.pong_warmup, args.pong_window = 1_000, 1_000
+    # What is not given explicitly: the quick or the full value.
+    for name, full, quick in (
+        ("seeds", [1, 2], [1]),
+        ("cartpole_steps", 50_000, 30_000),
+        ("eval_episodes", 10, 5),
+        ("pong_warmup", 5_000, 1_000),
+        ("pong_window", 5_000, 1_000),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     rows: list[tuple[str, str, str, str]] = []
     try:
         if "memory" not in args.skip:

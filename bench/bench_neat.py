@@ -192,9 +192,11 @@ def cartpole_theirs(generations: int, seed: int) -> tuple[int, int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 XOR seeds and 15 CartPole generations")
+    parser.add_argument("--seeds", type=int, default=None, help="XOR seeds (default 10; --quick: 3)")
+    parser.add_argument("--generations", type=int, default=None, help="CartPole generations (default 30; --quick: 15)")
     args = parser.parse_args()
-    seeds = range(3) if args.quick else range(10)
-    generations = 15 if args.quick else 30  # fewer: start-up costs swamp the rate
+    seeds = range(args.seeds or (3 if args.quick else 10))
+    generations = args.generations or (15 if args.quick else 30)  # fewer: start-up costs swamp the rate
     rows = []
     xor = {}
     for name, fn in (("ours", xor_ours), ("neat-python", xor_theirs)):
@@ -224,7 +226,8 @@ def main() -> None:
     ]
     print(f"\n{'measure':<45} {'ours':>12} {'neat-python':>12} {'ours/theirs':>12}")
     for label, ours, theirs in rows:
-        print(f"{label:<45} {ours:>12.2f} {theirs:>12.2f} {ours / theirs:>12.2f}")
+        ratio = f"{ours / theirs:>12.2f}" if theirs else f"{'-':>12}"  # neat-python solved none, say
+        print(f"{label:<45} {ours:>12.2f} {theirs:>12.2f} {ratio}")
 
 
 if __name__ == "__main__":

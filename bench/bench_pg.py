@@ -31,12 +31,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.context import TrainContext  # noqa: E402
-
-from agents.pg import PGConfig, PolicyGradientAgent  # noqa: E402
-from core.config import build_config  # noqa: E402
-from core.tblog import RunLogger  # noqa: E402
-from envs import spaces_of  # noqa: E402
+from agents import Callback, make  # noqa: E402
 from envs.spec import ensure_registered  # noqa: E402
 
 ENV_ID = "ALE/Pong-v5"
@@ -148,60 +143,47 @@ def run_reference(window: float, seed: int) -> Phase:
     return Phase("reference numpy (1 env)", steps, time.perf_counter() - start, returns)
 
 
-# Ours: the agent's own learn loop, under a context that stops after the window ------------------
-class WindowContext(TrainContext):
-    """Stops `window` seconds after the first `should_stop` call, i.e. once the envs are running."""
+# Ours: the agent's own learn loop, through the public interface, stopped by a callback ---------
+class Window(Callback):
+    """Stops `window` seconds after the first reported step (envs running, start-up excluded), or at
+    Ctrl-C; prints progress on the way."""
 
-    def __init__(self, window: float, name: str, **kwargs):
-        super().__init__(**kwargs)
-        self.window, self.started, self.start_step, self.progress = window, None, 0, Progress(name)
+    step_interval = 1
 
-    def should_stop(self) -> bool:
+    def __init__(self, window: float, name: str):
+        self.window, self.progress = window, Progress(name)
+        self.started: float | None = None
+        self.start_step = 0
+        self.steps = 0
+
+    def on_step(self, ctx) -> None:
         now = time.perf_counter()
         if self.started is None:
-            # Workers exist now: they were spawned ignoring Ctrl-C, and from here the bench handles it.
-            signal.signal(signal.SIGINT, _request_stop)
-            self.started, self.start_step = now, self.global_step
-        self.progress.maybe(now - self.started, self.global_step - self.start_step, self.episodes)
-        return STOP["requested"] or now - self.started >= self.window or super().should_stop()
+            self.started, self.start_step = now, ctx.global_step
+        self.steps = ctx.global_step - self.start_step
+        self.progress.maybe(now - self.started, self.steps, ctx.episodes)
+        if STOP["requested"] or now - self.started >= self.window:
+            ctx.request_stop("window over")
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started if self.started is not None else 0.0
 
 
 def run_ours(window: float, seed: int, num_envs: int, mode: str, workdir: Path, envs_per_step: int = 0) -> Phase:
-    """mode: "batched" (ale-py's threaded vector env), "async" (a process per env) or "sync"."""
-    overrides = {
-        "num_envs": num_envs,
-        "batched": mode == "batched",
-        "asynchronous": mode == "async",
-        "envs_per_step": envs_per_step,
-    }
-    config = build_config(PGConfig, PolicyGradientAgent.presets[ENV_ID], overrides)
-    env_config = PolicyGradientAgent.env_config(ENV_ID, config)
-    agent = PolicyGradientAgent(config, *spaces_of(env_config), device="cpu", seed=seed)
+    """mode: "batch" (ale-py's threaded vector env), "async" (a process per env) or "sync"."""
+    agent = make(
+        "pg", env=ENV_ID, seed=seed, device="cpu", num_envs=num_envs, vector_mode=mode, envs_per_step=envs_per_step
+    )
     answered = f" on {envs_per_step}" if 0 < envs_per_step < num_envs else ""
     name = f"pg {mode} ({num_envs} env{'s' if num_envs > 1 else ''}{answered})"
     run_dir = workdir / name.replace(" ", "_").replace("(", "").replace(")", "")
-    logger = RunLogger(run_dir, total_steps=10**12, progress=False)
-    ctx = WindowContext(
-        window,
-        name,
-        env_config=env_config,
-        seed=seed,
-        device=agent.device,
-        total_steps=10**12,
-        run_dir=run_dir,
-        logger=logger,
-        save_checkpoint=lambda: None,
-        checkpoint_every=10**12,
-    )
-    # Spawned env workers inherit "ignore SIGINT", so Ctrl-C cannot kill them mid-step.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        agent.learn(ctx)
-    finally:
-        signal.signal(signal.SIGINT, _request_stop)
-        logger.close(ctx.global_step)
-    seconds = time.perf_counter() - (ctx.started or time.perf_counter())
-    return Phase(name, ctx.global_step - ctx.start_step, seconds, ctx.episode_returns)
+    timer = Window(window, name)
+    # While it runs the session owns Ctrl-C: a first one stops the phase, as the reference's handler does.
+    result = agent.learn(10**12, run_dir=run_dir, callbacks=[timer])
+    if result.interrupted:
+        _request_stop(signal.SIGINT, None)
+    return Phase(name, timer.steps, timer.seconds, result.episode_returns)
 
 
 def _request_stop(signum, frame) -> None:
@@ -233,8 +215,8 @@ def main() -> None:
     # while the other 8 emulate), then the whole batch of 8 at once, one env, a process per env.
     plans = [
         ("reference", 1, "", 0),
-        ("pg", 16, "batched", 8),
-        ("pg", 8, "batched", 0),
+        ("pg", 16, "batch", 8),
+        ("pg", 8, "batch", 0),
         ("pg", 1, "sync", 0),
         ("pg", 2, "async", 0),
     ]

@@ -4,8 +4,8 @@ evaluate each greedy policy, and write docs/results.md (a Markdown table) and do
     python bench/make_results.py                                   # all agents, their default steps, 3 seeds
     python bench/make_results.py --agents qtable --agents qnet --steps 20000 --seeds 2
 
-Only the public API is used: `trainer.runner.train`, `trainer.evaluation.evaluate_agent`, the agent
-registry and `reports`. Atari and VizDoom agents take hours at their default steps; pick agents with
+Only the public interface is used: `agents.make`, `Agent.learn`, `trainer.evaluation.evaluate_agent`
+and `reports`. Atari and VizDoom agents take hours at their default steps; pick agents with
 --agents or cap them with --steps.
 """
 
@@ -48,15 +48,16 @@ class AgentResult:
 
 def train_and_evaluate(agent: str, steps: int | None, seeds: int, episodes: int, runs_dir: Path, device: str):
     """Train `agent` on its default env once per seed (seeds 1..n), then evaluate each final policy."""
+    from agents import make
     from trainer.evaluation import evaluate_agent
-    from trainer.runner import train
 
     cls = get_agent_class(agent)
-    result = AgentResult(agent, cls.default_env, steps or cls.default_steps, [], [], [])
+    budget = steps or cls.steps_for(cls.default_env)
+    result = AgentResult(agent, cls.default_env, budget, [], [], [])
     for seed in range(1, seeds + 1):
-        run = train(agent, steps=steps, seed=seed, runs_dir=runs_dir, device=device, progress=False)
-        env_config = cls.env_config(run.env_id, run.agent_object.config)
-        returns = evaluate_agent(run.agent_object, env_config, episodes=episodes, seed=EVAL_SEED)
+        trained = make(agent, seed=seed, device=device)
+        run = trained.learn(budget, run_dir=runs_dir / f"{cls.default_env.replace('/', '-')}__{agent}__{seed}")
+        returns = evaluate_agent(trained, episodes=episodes, seed=EVAL_SEED)
         result.eval_means.append(float(returns.mean()))
         result.wall_times.append(run.wall_time)
         result.sps.append(run.global_step / run.wall_time if run.wall_time > 0 else float("nan"))

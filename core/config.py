@@ -143,9 +143,12 @@ def field_docs(config_cls: type) -> dict[str, str]:
 
 
 def describe_config(
-    config_cls: type, presets: dict[str, dict[str, Any]] | None = None, exclude: tuple[str, ...] = ()
+    config_cls: type,
+    presets: dict[str, dict[str, Any]] | None = None,
+    exclude: tuple[str, ...] = (),
+    prefix: str = "",
 ) -> str:
-    """A table of every field (but `exclude`): name, type, default, doc; then the per-env presets."""
+    """A table of every field (but `exclude`): `prefix`name, type, default, doc; then the per-env presets."""
     docs = field_docs(config_cls)
     types_ = _field_types(config_cls)
     rows = []
@@ -153,8 +156,9 @@ def describe_config(
         if f.name in exclude:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        type_name = getattr(types_[f.name], "__name__", str(types_[f.name]).replace("typing.", ""))
-        rows.append((f.name, type_name, repr(default), docs.get(f.name, "")))
+        annotation = types_[f.name]
+        type_name = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+        rows.append((prefix + f.name, type_name, repr(default), docs.get(f.name, "")))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"  {n:<{width[0]}}  {t:<{width[1]}}  {d:<{width[2]}}  {doc}" for n, t, d, doc in rows]
     if presets:

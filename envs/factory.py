@@ -47,7 +47,8 @@ Mode = Literal["train", "eval"]
 
 def _make_base(config: EnvConfig, render_mode: str | None) -> gym.Env:
     check_env_id(config.env_id, config.entry_point)
-    kwargs: dict = {**config.env_kwargs, "render_mode": render_mode}
+    # render_mode only when asked for: a user's env function need not take it.
+    kwargs: dict = {**config.env_kwargs, **({"render_mode": render_mode} if render_mode else {})}
     preprocessing = config.resolved_preprocessing()
     if config.family == "atari":
         # AtariPreprocessing does its own frame skipping (with a max over the last two frames).

@@ -32,7 +32,7 @@ def _agent_help(agent: str) -> str:
         + (f"\nStep budgets per env (--steps overrides): {budgets}" if budgets else "")
         + f"\nHyperparameters (override with --set NAME=VALUE):\n{describe_config(cls.Config, cls.presets)}"
         + "\nEnv settings (override with --set env.NAME=VALUE; None picks the env family's default):\n"
-        + describe_config(EnvConfig, exclude=IDENTITY_FIELDS)
+        + describe_config(EnvConfig, exclude=IDENTITY_FIELDS, prefix="env.")
     )
 
 

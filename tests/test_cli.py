@@ -53,6 +53,30 @@ def test_render_without_display_points_to_video(trained_run, monkeypatch, capsys
     )
 
 
+def test_env_settings_kwargs_and_stopping_options(runs_dir, capsys):
+    argv = ["qtable", "--runs-dir", str(runs_dir), "--no-progress", "--steps", "100000"]
+    code, out, _ = run(
+        train,
+        [
+            *argv,
+            "--name",
+            "a",
+            "--env-kwargs",
+            "is_slippery=False",
+            "--set",
+            "env.frame_stack=2",
+            "--stop-at-return",
+            "0.5",
+        ],
+        capsys,
+    )
+    assert code == 0 and "Stopped early: mean return of the last 100 episodes" in out
+    config = json.loads((runs_dir / "a" / "config.json").read_text())
+    assert config["env_config"]["env_kwargs"] == {"is_slippery": False} and config["env_config"]["frame_stack"] == 2
+    code, out, _ = run(train, [*argv, "--name", "b", "--max-minutes", "0.01"], capsys)
+    assert code == 0 and "Stopped early: time limit of 0.6 s reached" in out
+
+
 def test_agent_help_lists_hyperparameters_and_presets(capsys):
     code, out, _ = run(train, ["qtable", "--help"], capsys)
     assert code == 0
@@ -72,6 +96,14 @@ def test_agent_help_lists_hyperparameters_and_presets(capsys):
         (["qtable", "--set", "gamma"], "--set takes key=value"),
         (["qtable", "--device", "tpu"], "--device must be auto, cpu or cuda"),
         (["qtable", "--resume", "/nonexistent/run"], "no such run directory"),
+        (["qtable", "--set", "env.frame_stack=many"], "frame_stack must be an integer"),
+        (["qtable", "--set", "env.env_id=Taxi-v4"], "env.env_id is not a setting"),
+        (["qtable", "--set", "learning_rate=nan"], "learning_rate must be a finite number"),
+        (["qtable", "--seed", "-3"], "seed must be an integer from 0"),
+        (["qtable", "--env-kwargs", "is_slippery"], "--env-kwargs takes key=value"),
+        (["qtable", "--env-kwargs", "nonsense=1"], "cannot be built with {'nonsense': 1}"),
+        (["qtable", "--max-minutes", "-1"], "StopAfter needs a positive, finite time"),
+        (["qtable", "--stop-at-return", "inf"], "StopAtReturn needs a finite threshold"),
         ([], "missing AGENT"),
     ],
 )

@@ -66,14 +66,18 @@ class NeatAgent(Agent[NeatConfig]):
     def champion(self) -> Genome | None:
         return self.population.champion
 
-    def fitness_threshold(self, env_id: str) -> float | None:
+    def fitness_threshold(self, env: EnvConfig) -> float | None:
+        """The config's, else the env's registered reward threshold (None for an unregistered env object)."""
         if self.config.fitness_threshold is not None:
             return self.config.fitness_threshold
-        return gym.spec(env_id).reward_threshold
+        try:
+            return gym.spec(env.name).reward_threshold
+        except gym.error.Error:
+            return None
 
     def train(self, ctx: TrainContext) -> None:
         c = self.config
-        threshold = self.fitness_threshold(ctx.env_config.env_id)
+        threshold = self.fitness_threshold(ctx.env_config)
         rollout = make_rollout(
             ctx.env_config,
             c.population_size,
