@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 import ray
 import torch
 
+from agents.a3c.config import A3CConfig
 from agents.a3c.local_backend import WorkerStats, handle_update
 from agents.a3c.worker import RolloutLearner, build_network
 from agents.context import TrainContext
 from agents.ray_cluster import RUNTIME_ENV, connect
 from core.errors import worker_error
+from envs import EnvConfig
 
 if TYPE_CHECKING:
     from agents.a3c.agent import A3CAgent
@@ -28,7 +30,7 @@ SYNC_EVERY_UPDATES = 50
 
 @ray.remote(num_cpus=0)
 class ParameterServer:
-    def __init__(self, config: Any, observation_space, action_space, state: dict[str, Any]):
+    def __init__(self, config: A3CConfig, observation_space, action_space, state: dict[str, Any]):
         torch.set_num_threads(1)
         self.net = build_network(config, observation_space, action_space)
         self.net.load_state_dict(state["network"])
@@ -52,7 +54,7 @@ class ParameterServer:
 
 @ray.remote(num_cpus=1)
 class RayWorker:
-    def __init__(self, rank: int, config: Any, env_config, seed: int):
+    def __init__(self, rank: int, config: A3CConfig, env_config: EnvConfig, seed: int):
         torch.set_num_threads(1)
         self.rank = rank
         self.learner = RolloutLearner(config, env_config, seed)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.a3c.config import A3CConfig
 from agents.a3c.network import ActorCritic
 from agents.a3c.returns import a3c_loss, gae, n_step_returns
 from envs import EnvConfig, make_env
@@ -36,14 +37,14 @@ class Rollout:
     """(real return, length) of the episode this rollout finished, from RecordEpisodeStatistics."""
 
 
-def build_network(config: Any, observation_space, action_space) -> ActorCritic:
+def build_network(config: A3CConfig, observation_space, action_space) -> ActorCritic:
     return ActorCritic(observation_space.shape, int(action_space.n), config.hidden_size, config.lstm_size)
 
 
 class RolloutLearner:
-    """Env + local network of one worker. `config` is the agent's A3CConfig."""
+    """Env + local network of one worker."""
 
-    def __init__(self, config: Any, env_config: EnvConfig, seed: int):
+    def __init__(self, config: A3CConfig, env_config: EnvConfig, seed: int):
         torch.manual_seed(seed)
         self.config = config
         self.env = make_env(env_config, seed=seed, mode="train")
@@ -104,7 +105,7 @@ class RolloutLearner:
 
 def worker_main(
     rank: int,
-    config: Any,
+    config: A3CConfig,
     env_config: EnvConfig,
     seed: int,
     global_net: nn.Module,
