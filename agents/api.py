@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,19 +86,29 @@ def load(target: str | Path, *, device: str = "cpu", env: EnvLike | None = None)
     if checkpoint.rng:
         set_rng_state(checkpoint.rng)
     agent.run = checkpoint.run
-    agent.run_dir = _run_dir_of(Path(target))
+    agent.run_dir = _run_dir_of(Path(target), checkpoint)
     agent.user_env = user_env
     return agent
 
 
-def _run_dir_of(target: Path) -> Path | None:
-    """The run directory a checkpoint belongs to (`<run>/checkpoints/x.pt`), or None for a loose file."""
-    if target.is_dir():
-        return target
-    parent = target.resolve().parent
-    if parent.name == CHECKPOINT_DIR and (parent.parent / "config.json").is_file():
-        return target.parent.parent
-    return None
+def _run_dir_of(target: Path, checkpoint: Checkpoint) -> Path | None:
+    """The run directory a checkpoint belongs to: `target` itself, or `<run>` for `<run>/checkpoints/x.pt`,
+    when its `config.json` names the checkpoint's agent, env and seed. None otherwise (a loose file):
+    then `learn(run_dir=...)` into it would be refused, not write over another run's files."""
+    run = target if target.is_dir() else target.resolve().parent.parent
+    if not target.is_dir() and target.resolve().parent.name != CHECKPOINT_DIR:
+        return None
+    try:
+        described = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    stored = (checkpoint.agent, checkpoint.env_config.get("env_id"), checkpoint.run.seed)
+    if (
+        not isinstance(described, dict)
+        or (described.get("agent"), described.get("env"), described.get("seed")) != stored
+    ):
+        return None
+    return target if target.is_dir() else target.parent.parent
 
 
 def resolve_env(env: EnvLike, env_kwargs: dict[str, Any] | None) -> tuple[EnvConfig, gym.Env | None]:

@@ -9,7 +9,7 @@ data through `state_dict` / `load_state_dict` (tensors, arrays as tensors, plain
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -23,10 +23,10 @@ import torch
 
 from agents.callbacks import Callback, CheckpointEvery
 from agents.context import TrainContext
-from agents.session import Session
+from agents.session import RunDirectory, Session
 from core.checkpoint import CHECKPOINT_DIR, LATEST, Checkpoint, RunState
 from core.config import config_to_dict
-from core.errors import ConfigError, IncompatibleEnvError, SuiteError
+from core.errors import ConfigError, IncompatibleEnvError, WorkerError
 from core.seeding import rng_state
 from core.tblog import RunLogger
 from envs import EnvConfig
@@ -196,6 +196,10 @@ class Agent(ABC, Generic[C]):
         """Write a checkpoint to `path` atomically; `agents.load(path)` gives this agent back."""
         return self.checkpoint().write(path)
 
+    def check_machine(self) -> None:
+        """Refuse (one line, `core.resources.check_fits`) what this machine cannot hold: worker processes,
+        envs, a replay buffer. Called by `learn` before anything is written."""
+
     def learn(
         self,
         steps: int | None = None,
@@ -207,8 +211,9 @@ class Agent(ABC, Generic[C]):
         """Train for `steps` more env steps (default: the agent's budget for its env), continuing the step
         counter, schedules and optimizer of earlier calls. With `run_dir`, TensorBoard events, `config.json`
         and `checkpoints/latest.pt` go there (every tenth of the call unless a `CheckpointEvery` callback is
-        given, and at the end); without it nothing is written. Ctrl-C or SIGTERM stop at the next step
-        (`result.interrupted`), after a checkpoint where there is a run directory."""
+        given, and at the end); without it nothing is written. The directory is locked while the call
+        runs. Ctrl-C or SIGTERM stop at the next step (`result.interrupted`), after a checkpoint where there
+        is a run directory; so does a dead worker, which then raises its `WorkerError`."""
         if steps is None:
             steps = self.steps_for(self.env_config.name)
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -216,23 +221,64 @@ class Agent(ABC, Generic[C]):
         callbacks = list(callbacks)
         if not all(isinstance(c, Callback) for c in callbacks):
             raise ConfigError("callbacks must be instances of agents.Callback (StopAfter, StopAtReturn, ...)")
-        directory = self._claim_run_dir(run_dir)
-        start_step = self.run.global_step
-        self.run.total_steps = start_step + int(steps)
-        if directory is not None and not any(isinstance(c, CheckpointEvery) for c in callbacks):
-            callbacks.append(CheckpointEvery(max(1, int(steps) // 10)))
+        self.check_machine()
+        self.run.total_steps = self.run.global_step + int(steps)
+        owned = None
+        if run_dir is not None:
+            continuing = self.run_dir is not None and Path(run_dir).resolve() == self.run_dir.resolve()
+            owned = RunDirectory(Path(run_dir), continuing).open(self.describe())
+            self.run_dir = owned.path
+            if not any(isinstance(c, CheckpointEvery) for c in callbacks):
+                callbacks.append(CheckpointEvery(max(1, int(steps) // 10)))
+        session = self._session(owned, callbacks, progress)
+        started, wall_before = time.perf_counter(), self.run.wall_time
+        try:
+            with session.stop_signals():
+                session.start()
+                try:
+                    self.train(session)
+                except KeyboardInterrupt:  # a second Ctrl-C: still keep what was learned
+                    session.interrupted = True
+                session.end()
+            session.checkpoint()
+        except WorkerError:
+            session.checkpoint()  # a worker died; the agent's own state is whole: keep it
+            raise
+        finally:
+            # A crashed agent may be mid-update: its last good checkpoint stays as it was.
+            self._sync_run(session, wall_before + time.perf_counter() - started)
+            session.close()
+            if owned is not None:
+                owned.close(failed_start=sys.exc_info()[0] is not None and not session.progressed)
+        return TrainResult(
+            run_dir=None if owned is None else owned.path,
+            agent=self.name,
+            env_id=self.env_config.env_id,
+            global_step=self.run.global_step,
+            episodes=self.run.episodes,
+            episode_returns=session.episode_returns,
+            mean_return=session.recent_mean_return,
+            wall_time=time.perf_counter() - started,
+            interrupted=session.interrupted,
+            stop_reason=session.stop_reason if session.global_step < session.total_steps else None,
+            agent_object=self,
+        )
+
+    def _session(self, owned: RunDirectory | None, callbacks: list[Callback], progress: bool) -> Session:
+        """The context of one `learn` call: its log (when there is a directory or a progress bar) and its
+        checkpoint writer."""
+        directory = None if owned is None else owned.path
         logger = None
         if directory is not None or progress:
             logger = RunLogger(
                 directory,
                 total_steps=self.run.total_steps,
-                start_step=start_step,
+                start_step=self.run.global_step,
                 hyperparameters=self.describe(),
                 progress=progress,
                 status=lambda: (session.episodes, session.recent_mean_return),
             )
-        started = time.perf_counter()
-        wall_before = self.run.wall_time
+        started, wall_before = time.perf_counter(), self.run.wall_time
 
         def save() -> Path | None:
             self._sync_run(session, wall_before + time.perf_counter() - started)
@@ -243,7 +289,7 @@ class Agent(ABC, Generic[C]):
             seed=self.run.seed,
             device=self.device,
             total_steps=self.run.total_steps,
-            global_step=start_step,
+            global_step=self.run.global_step,
             episodes=self.run.episodes,
             run_dir=directory,
             logger=logger,
@@ -252,52 +298,10 @@ class Agent(ABC, Generic[C]):
             user_env=self.user_env,
         )
         self.user_env = None  # handed to the session, which closes it with the run
-        try:
-            with session.stop_signals():
-                session.start()
-                try:
-                    self.train(session)
-                except KeyboardInterrupt:  # a second Ctrl-C: still keep what was learned
-                    session.interrupted = True
-                session.end()
-            session.checkpoint()
-        finally:
-            # A crashed agent may be mid-update: its last good checkpoint stays as it was.
-            self._sync_run(session, wall_before + time.perf_counter() - started)
-            session.close()
-        returns = session.episode_returns
-        return TrainResult(
-            run_dir=directory,
-            agent=self.name,
-            env_id=self.env_config.env_id,
-            global_step=self.run.global_step,
-            episodes=self.run.episodes,
-            episode_returns=returns,
-            mean_return=session.recent_mean_return,
-            wall_time=time.perf_counter() - started,
-            interrupted=session.interrupted,
-            stop_reason=session.stop_reason if session.global_step < session.total_steps else None,
-            agent_object=self,
-        )
+        return session
 
     def _sync_run(self, session: Session, wall_time: float) -> None:
         self.run.global_step, self.run.episodes, self.run.wall_time = session.global_step, session.episodes, wall_time
-
-    def _claim_run_dir(self, run_dir: str | Path | None) -> Path | None:
-        """The run directory of this call: its own (a continuation) or a new or empty one."""
-        if run_dir is None:
-            return None
-        directory = Path(run_dir)
-        continuing = self.run_dir is not None and directory.resolve() == self.run_dir.resolve()
-        if not continuing and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-            raise SuiteError(f"run directory {directory} already exists; pick another name or resume it")
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / "config.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
-        except OSError as exc:
-            raise SuiteError(f"cannot write the run directory {directory}: {exc.strerror or exc}") from exc
-        self.run_dir = directory
-        return directory
 
 
 def require_discrete(agent: str, space: gym.Space, what: str) -> None:

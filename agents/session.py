@@ -4,6 +4,8 @@ and writes its checkpoints through the agent. Agents only see the `TrainContext`
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +17,9 @@ import gymnasium as gym
 import torch
 
 from agents.callbacks import Callback
+from core.checkpoint import CHECKPOINT_DIR, remove_stale_temp_files
+from core.errors import SuiteError
+from core.runlock import LOCK_NAME, RunLock
 from core.tblog import RunLogger
 from envs import EnvConfig, finished_episodes, make_env, make_vector_env
 
@@ -55,6 +60,8 @@ class Session:
         self._next_due = min(self._due, default=None)
         self._checkpoint_requested = False
         self._user_env = user_env
+        self._start_step = global_step
+        self.checkpoints_written = 0
 
     # Environments -----------------------------------------------------------------------------
     def env_seed(self, offset: int = 0) -> int:
@@ -139,9 +146,15 @@ class Session:
         self._checkpoint_requested = False
         path = self._save_checkpoint()
         if path is not None:
+            self.checkpoints_written += 1
             for callback in self._callbacks:
                 callback.on_checkpoint(self, path)
         return path
+
+    @property
+    def progressed(self) -> bool:
+        """Did this call step an env or write a checkpoint? (If not, a failure was a failed start.)"""
+        return self.global_step > self._start_step or self.checkpoints_written > 0
 
     # The session's life -----------------------------------------------------------------------
     def start(self) -> None:
@@ -186,3 +199,43 @@ class Session:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+class RunDirectory:
+    """A run directory that one `learn` call owns: made (or continued), locked against other processes,
+    cleaned of the temp files a crashed writer left, and removed again when the start fails before
+    anything was learned in a directory this call made."""
+
+    def __init__(self, path: Path, continuing: bool):
+        self.path, self.continuing = path, continuing
+        self.lock = RunLock(path)
+        self.created = self.locked = False
+
+    def open(self, description: dict[str, Any]) -> RunDirectory:
+        try:
+            self.path.mkdir(parents=True)
+            self.created = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise SuiteError(f"cannot make the run directory {self.path}: {exc.strerror or exc}") from exc
+        try:
+            self.lock.acquire()
+            self.locked = True
+            if not self.continuing and any(p.name != LOCK_NAME for p in self.path.iterdir()):
+                raise SuiteError(f"run directory {self.path} already exists; pick another name or resume it")
+            remove_stale_temp_files(self.path / CHECKPOINT_DIR)
+            (self.path / "config.json").write_text(json.dumps(description, indent=2) + "\n")
+        except OSError as exc:
+            self.close(failed_start=True)
+            raise SuiteError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from exc
+        except BaseException:
+            self.close(failed_start=True)
+            raise
+        return self
+
+    def close(self, failed_start: bool = False) -> None:
+        # Only a directory this call made and held is removed: never one another process may own.
+        if failed_start and self.created and self.locked:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self.lock.release()

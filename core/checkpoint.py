@@ -3,17 +3,19 @@
 
 `Checkpoint` is the structure; `Checkpoint.write` is the one writer and `Checkpoint.read` the one reader
 (`save_checkpoint` / `load_checkpoint` are their file-level halves: bytes <-> a validated dict).
-On disk a checkpoint is a dict: `format`, `version`, `agent`, `agent_config`, `env_config`, `run`
-(`RunState`'s fields), `agent_state` (tensors and plain containers) and `rng` (python, numpy, torch
-generator states).
+On disk a checkpoint is a dict: `format`, `version`, `checksum`, `agent`, `agent_config`, `env_config`,
+`run` (`RunState`'s fields), `agent_state` (tensors and plain containers) and `rng` (python, numpy, torch
+generator states). `checksum` is a SHA-256 of everything else, computed over the values themselves (each
+tensor's dtype, shape and bytes; containers in order), so a flipped byte anywhere in the data is refused
+on load, whatever the zip layout around it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
-import pickle
-import zipfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ import torch
 from core.errors import CheckpointError
 
 FORMAT = "gym-agents-checkpoint"
-VERSION = 1
+VERSION = 2
+"""2: with `checksum`. Version 1 files (no checksum) still load."""
+READABLE_VERSIONS = (1, 2)
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
 
@@ -95,33 +99,87 @@ class Checkpoint:
         )
 
 
+TEMP_PREFIX = "."
+TEMP_MARK = ".tmp"
+
+
 def save_checkpoint(data: dict[str, Any], path: str | Path) -> Path:
-    """Write to a temp file beside `path`, fsync, then rename: a crash never leaves a half file."""
+    """Write to a temp file beside `path`, fsync, then rename: a crash never leaves a half file, and a
+    failed write (a full disk) removes its temp file and leaves the previous checkpoint as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}{TEMP_MARK}{os.getpid()}")
     payload = {"format": FORMAT, "version": VERSION, **data}
+    payload["checksum"] = payload_digest(payload)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write the checkpoint {path}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
+def remove_stale_temp_files(directory: str | Path) -> list[Path]:
+    """Temp files a crashed writer left in `directory` (call it only while holding the run's lock)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX) and TEMP_MARK in p.name]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def payload_digest(data: dict[str, Any]) -> str:
+    """SHA-256 of every entry but `checksum`, over the values (see the module docstring)."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in data.items() if k != "checksum"})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{flat.dtype}{tuple(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{'L' if isinstance(value, list) else 'U'}{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    elif isinstance(value, (bytes, bytearray)):
+        digest.update(b"B%d" % len(value) + bytes(value))
+    else:  # str, int, float, bool, None, torch.Size and the like: their type and repr
+        text = f"{type(value).__name__}:{value!r}".encode()
+        digest.update(b"V%d" % len(text) + text)
+
+
 def checkpoint_path(target: str | Path) -> Path:
-    """A run directory -> its latest checkpoint; a file path is returned as it is."""
+    """A run directory -> its latest checkpoint; a file path is returned as it is. Anything but a regular
+    file (a FIFO, a device) is refused: reading one could block forever."""
     target = Path(target)
     if target.is_dir():
         candidate = target / CHECKPOINT_DIR / LATEST
         if not candidate.exists():
             raise CheckpointError(f"no checkpoint in {target} (expected {candidate})")
-        return candidate
-    if not target.exists():
-        raise CheckpointError(f"no such run directory or checkpoint: {target}")
+        target = candidate
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"no such run directory or checkpoint: {target}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {target}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{target} is not a regular file, so not a checkpoint")
     return target
 
 
@@ -130,11 +188,18 @@ def load_checkpoint(target: str | Path, map_location: str | torch.device = "cpu"
     path = checkpoint_path(target)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # a damaged file can fail anywhere in the unzip and unpickle
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({first[:160]})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this suite")
-    if data.get("version") != VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path} has checkpoint version {data.get('version')}, expected {VERSION}")
+    if data["version"] >= 2:
+        try:
+            intact = data.get("checksum") == payload_digest(data)
+        except Exception:  # a damaged value that cannot even be hashed
+            intact = False
+        if not intact:
+            raise CheckpointError(f"{path} is damaged: its checksum does not match its contents")
     return data

@@ -6,9 +6,12 @@ Importing this module does not import torch: `envs/` asks it for cores while bui
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from core.errors import ConfigError
 
 
 def usable_cores() -> int:
@@ -34,3 +37,62 @@ def torch_threads(threads: int, device: Any) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def available_memory() -> int:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable); elsewhere the total."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
+MEMORY_SHARE = 0.8
+"""Of the memory available at the start, the share a run may plan to fill (the rest for the system)."""
+
+
+def check_fits(what: str, count: int, bytes_each: float, why: str) -> None:
+    """Refuse, in one line that states the limit and why, `count` things of `bytes_each` that the memory
+    available now cannot hold."""
+    budget = MEMORY_SHARE * available_memory()
+    if count * bytes_each <= budget:
+        return
+    most = max(0, int(budget // max(bytes_each, 1)))
+    raise ConfigError(
+        f"{what}={count:,} does not fit this machine: {why} ({_gib(bytes_each)} each, {_gib(count * bytes_each)} "
+        f"in all), and {_gib(budget)} of its memory is free to use, so at most {most:,}"
+    )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+# Linux: ask the kernel to kill this process when its parent dies (prctl PR_SET_PDEATHSIG).
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(expected_parent: int | None = None) -> None:
+    """Called first thing in a child process (a worker, an evaluator, an env process): the kernel sends it
+    SIGKILL when the process that started it dies, also by `kill -9`, so no worker outlives its run.
+    `expected_parent`: if the parent is already gone (a race at start-up), exit now. No-op off Linux."""
+    import signal  # noqa: PLC0415
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # noqa: PLC0415
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(1)

@@ -110,9 +110,10 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _writer(run_dir: Path, start_step: int) -> Any:
     from torch.utils.tensorboard import SummaryWriter
 
-    # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed curve
-    # has no duplicated stretch.
-    return SummaryWriter(str(run_dir), purge_step=start_step if start_step > 0 else None)
+    # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed curve has no
+    # duplicated stretch. Events at the checkpoint's own step came before it (the episode that ended
+    # there, the flush of its step) and were counted by it: the purge starts one step later.
+    return SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step > 0 else None)
 
 
 class _NoWriter:

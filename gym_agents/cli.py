@@ -33,7 +33,8 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     except click_exceptions.UsageError as exc:
         typer.echo(f"error: {exc.format_message()}", err=True)
         return EXIT_USAGE
-    except _ABORTS:
+    except (*_ABORTS, KeyboardInterrupt):
+        typer.echo("error: interrupted", err=True)
         return 130
     except _EXITS as exc:
         return exc.exit_code

@@ -70,9 +70,15 @@ def prepare(options: RunOptions) -> tuple[Agent, Path, int]:
         if agent.name != options.agent:
             raise SuiteError(f"{options.resume} holds a '{agent.name}' run, not '{options.agent}'")
         if agent.run_dir is None:
-            raise SuiteError(f"{options.resume} is not a run directory nor a checkpoint inside one")
+            raise SuiteError(
+                f"{options.resume} is not a run directory nor a checkpoint in one (<run>/checkpoints/, beside a "
+                f"config.json that names the same agent, env and seed); nothing was written"
+            )
         total = options.steps if options.steps is not None else agent.run.total_steps
         return agent, agent.run_dir, total - agent.run.global_step
+    name = options.name
+    if name is not None and (not name or Path(name).is_absolute() or len(Path(name).parts) != 1 or name in (".", "..")):
+        raise ConfigError(f"--name must be one directory name inside --runs-dir, not {name!r}")
     get_agent_class(options.agent)  # an unknown agent is refused before the env is looked at
     hyperparameters, env_settings = split_overrides(options.overrides)
     agent = make(
