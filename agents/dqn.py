@@ -23,7 +23,7 @@ from agents.networks import adam, is_image_space, make_torso
 from agents.replay import ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
 from core.errors import ConfigError, IncompatibleEnvError
-from core.resources import torch_threads, usable_cores
+from core.resources import check_fits, torch_threads, total_memory, usable_cores
 from core.seeding import generator_state, set_generator_state
 
 # Replay batches for a round are drawn together up to this many bytes of observations (CartPole: all
@@ -195,6 +195,10 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         self.optimizer = adam(self.q_network.parameters(), config.learning_rate)
         shape = observation_space.shape
         stack = shape[0] if is_image_space(observation_space) and len(shape) == 3 else 1
+        self.replay_bytes = ReplayBuffer.planned_bytes(config.buffer_size, shape, observation_space.dtype, stack)
+        # Refused before numpy tries: a buffer larger than the machine's memory can never be filled.
+        check_fits("buffer_size", config.buffer_size, self.replay_bytes / config.buffer_size,
+                   "each transition keeps its observation in memory", budget=total_memory())  # fmt: skip
         self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack)
         self.steps = 0
         self.updates = 0
@@ -241,6 +245,10 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         self.schedule_steps = max(1, ctx.total_steps)
         with torch_threads(self.config.torch_threads or default, self.device):
             super().train(ctx)
+
+    def check_machine(self) -> None:
+        c = self.config
+        check_fits("buffer_size", c.buffer_size, self.replay_bytes / c.buffer_size, "the replay fills up as it learns")
 
     def observe(self, observation, action, reward, next_observation, terminated, truncated):
         c = self.config

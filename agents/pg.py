@@ -27,9 +27,9 @@ from agents import pg_fast
 from agents.base import Agent, require_discrete
 from agents.context import TrainContext
 from core.errors import ConfigError, IncompatibleEnvError
-from core.resources import torch_threads
+from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits, torch_threads
 from core.seeding import generator_state, set_generator_state
-from envs import EnvConfig
+from envs import EnvConfig, resolve_vector_mode
 
 # Karpathy's gradient-collection batch can reach ~10 games x ~8k steps; the backward pass runs over
 # it in chunks so the float32 copy of the frames never has to exist all at once.
@@ -279,6 +279,12 @@ class PolicyGradientAgent(Agent[PGConfig]):
         probs = self.action_probabilities(observations)
         draws = self.rng.random(len(probs))[:, None]
         return np.minimum((draws >= probs.cumsum(axis=1)).sum(axis=1), probs.shape[1] - 1)
+
+    def check_machine(self) -> None:
+        if resolve_vector_mode(self.env_config, self.config.vector_mode) == "async":
+            check_fits("num_envs", self.config.num_envs, PROCESS_BYTES, "each env is a process (vector_mode async)")
+        else:
+            check_fits("num_envs", self.config.num_envs, ENV_BYTES, "every env lives in this process")
 
     def train(self, ctx: TrainContext) -> None:
         with torch_threads(self.config.torch_threads, self.device):

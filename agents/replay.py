@@ -49,9 +49,7 @@ class ReplayBuffer:
         self.frame_stack = frame_stack
         self.observation_shape = tuple(observation_shape)
         frame_shape = self.observation_shape[1:] if frame_stack > 1 else self.observation_shape
-        # Episode starts cost frame_stack frames instead of one; 1/16 spare covers episodes of 48+
-        # steps at stack 4. Older transitions whose frames were overwritten are simply not sampled.
-        self.frame_capacity = frame_capacity or capacity + capacity // 16 + 4 * frame_stack
+        self.frame_capacity = frame_capacity or self.frames_for(capacity, frame_stack)
         self.frames = np.zeros((self.frame_capacity, *frame_shape), dtype=dtype)
         self.frame_pos = np.zeros(capacity, np.int64)
         self.actions = np.zeros(capacity, np.int64)
@@ -65,6 +63,22 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         return min(self.added, self.capacity)
+
+    @staticmethod
+    def frames_for(capacity: int, frame_stack: int) -> int:
+        """Frames kept for `capacity` transitions. Episode starts cost frame_stack frames instead of one;
+        1/16 spare covers episodes of 48+ steps at stack 4. Older transitions whose frames were
+        overwritten are simply not sampled."""
+        return capacity + capacity // 16 + 4 * frame_stack
+
+    @classmethod
+    def planned_bytes(
+        cls, capacity: int, observation_shape: tuple[int, ...], dtype: np.dtype | type, frame_stack: int = 1
+    ) -> int:
+        """What a buffer of these dimensions allocates (`nbytes` before it exists)."""
+        frame_shape = tuple(observation_shape)[1:] if frame_stack > 1 else tuple(observation_shape)
+        frame = int(np.prod(frame_shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        return cls.frames_for(capacity, frame_stack) * frame + capacity * (8 + 8 + 4 + 1 + 1)
 
     @property
     def nbytes(self) -> int:

@@ -39,6 +39,14 @@ def torch_threads(threads: int, device: Any) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def total_memory() -> int:
+    """Bytes of physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
 def available_memory() -> int:
     """Bytes the kernel says can be allocated without swapping (MemAvailable); elsewhere the total."""
     try:
@@ -48,31 +56,38 @@ def available_memory() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 2**62
+    return total_memory()
 
 
 MEMORY_SHARE = 0.8
 """Of the memory available at the start, the share a run may plan to fill (the rest for the system)."""
 
 
-def check_fits(what: str, count: int, bytes_each: float, why: str) -> None:
+def check_fits(what: str, count: int, bytes_each: float, why: str, budget: float | None = None) -> None:
     """Refuse, in one line that states the limit and why, `count` things of `bytes_each` that the memory
-    available now cannot hold."""
-    budget = MEMORY_SHARE * available_memory()
+    available now (or `budget` bytes) cannot hold."""
+    budget = MEMORY_SHARE * available_memory() if budget is None else budget
     if count * bytes_each <= budget:
         return
     most = max(0, int(budget // max(bytes_each, 1)))
     raise ConfigError(
         f"{what}={count:,} does not fit this machine: {why} ({_gib(bytes_each)} each, {_gib(count * bytes_each)} "
-        f"in all), and {_gib(budget)} of its memory is free to use, so at most {most:,}"
+        f"in all), and {_gib(budget)} of its memory is there to use, so at most {most:,}"
     )
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size / 4:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+PROCESS_BYTES = 200 * 2**20
+"""What one worker process of the suite holds: Python, torch and one env (measured ~130 MB; VizDoom more)."""
+
+ENV_BYTES = 16 * 2**20
+"""What one more env in a process holds: an emulator's state and frames, or far less for a classic env."""
 
 
 # Linux: ask the kernel to kill this process when its parent dies (prctl PR_SET_PDEATHSIG).

@@ -27,6 +27,7 @@ from gymnasium.wrappers import (
 )
 
 from core.errors import SuiteError
+from core.resources import die_with_parent, usable_cores
 from envs.atari import (
     EpisodicLife,
     FireOnReset,
@@ -140,10 +141,14 @@ def make_env(
     return env
 
 
-def env_thunk(config: EnvConfig, seed: int, mode: Mode = "train") -> Callable[[], gym.Env]:
-    """A picklable-enough constructor for vector envs (each worker preprocesses its own frames)."""
+def env_thunk(config: EnvConfig, seed: int, mode: Mode = "train", child: bool = False) -> Callable[[], gym.Env]:
+    """A picklable-enough constructor for vector envs (each worker preprocesses its own frames). With
+    `child`, it runs in a worker process of its own, which then dies with the process that made it."""
+    parent = os.getpid()
 
     def thunk() -> gym.Env:
+        if child:
+            die_with_parent(parent)
         return make_env(config, seed=seed, mode=mode)
 
     return thunk
@@ -211,7 +216,7 @@ def make_vector_env(
         statistics = PartialBatchEpisodeStatistics if partial else gym.wrappers.vector.RecordEpisodeStatistics
         # The statistics wrapper sees raw rewards; Karpathy's frames come after it, as in `make_env`.
         return EnvIds(KarpathyPongBatch(statistics(envs)))
-    fns = [env_thunk(config, seed + i, env_mode) for i in range(num_envs)]
+    fns = [env_thunk(config, seed + i, env_mode, child=resolved == "async") for i in range(num_envs)]
     if resolved == "async":
         with _workers_ignore_ctrl_c():
             envs = gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -256,8 +261,6 @@ def _ale_batch_available(config: EnvConfig) -> bool:
 
 
 def _ale_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vector.VectorEnv:
-    from core.resources import usable_cores  # noqa: PLC0415
-
     spec_kwargs = gym.spec(config.name).kwargs
     return ale_vector_env(
         spec_kwargs["game"],

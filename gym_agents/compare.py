@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from gym_agents.cli import main_exit
+from gym_agents.cli import fail, main_exit
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -53,10 +53,20 @@ def compare(
     a band of ± 1 std across seeds. Steps / time to the threshold: the first episode whose smoothed return
     reaches it, averaged over the runs that did ("-" if none did; "(k/n runs)" if only some did).
     """
+    import math
+
+    from core.files import writable_file
     from reports import format_text, plot_groups, select, summarize, table_rows, write_csv
     from reports.curves import smooth as check_window
 
     check_window([], smooth)  # a bad --smooth fails before any event file is read
+    if threshold is not None and not math.isfinite(threshold):
+        raise fail(f"--threshold must be a finite number, not {threshold}")
+    if last < 1:
+        raise fail(f"--last must be at least 1, not {last}")
+    writable_file(out, "--out")
+    if csv is not None:
+        writable_file(csv, "--csv")
     selection = select(runs or [], label or [])
     for note in selection.skipped:
         typer.echo(f"warning: {note}", err=True)

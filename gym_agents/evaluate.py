@@ -39,6 +39,10 @@ def evaluate(
         raise fail("--render needs a display and none was found; use --video DIR to write mp4 files instead")
     if render and video is not None:
         raise fail("choose one of --render and --video")
+    if video is not None:
+        from core.files import writable_dir
+
+        writable_dir(video, "--video")
     agent = load(target, device=device)
     returns = evaluate_agent(agent, episodes=episodes, seed=seed, render=render, video_dir=video)
     result = {

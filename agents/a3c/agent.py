@@ -22,7 +22,7 @@ from agents.a3c.worker import build_network
 from agents.base import Agent, require_discrete
 from agents.context import TrainContext
 from core.errors import IncompatibleEnvError
-from core.resources import usable_cores
+from core.resources import PROCESS_BYTES, check_fits, usable_cores
 from core.seeding import generator_state, set_generator_state
 from envs import EnvConfig
 
@@ -70,6 +70,9 @@ class A3CAgent(Agent[A3CConfig]):
     @property
     def num_workers(self) -> int:
         return self.config.num_workers or usable_cores()
+
+    def check_machine(self) -> None:
+        check_fits("num_workers", self.num_workers, PROCESS_BYTES, "each worker is a process with torch and an env")
 
     def train(self, ctx: TrainContext) -> None:
         if self.config.backend == "ray":

@@ -87,13 +87,15 @@ def run_local(
 
 def _relay(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:
     done: set[int] = set()
+    checked = time.monotonic()
     while not ctx.should_stop() and len(done) < len(procs):
+        # Every poll interval, however busy the queue is with the other workers' reports.
+        if time.monotonic() - checked >= POLL_SECONDS:
+            _check_alive(procs, done)
+            checked = time.monotonic()
         try:
             message = reports.get(timeout=POLL_SECONDS)
         except queue_lib.Empty:
-            for rank, proc in enumerate(procs):
-                if rank not in done and proc.exitcode is not None:
-                    raise WorkerError(f"a3c worker {rank} died with exit code {proc.exitcode}") from None
             continue
         kind, rank = message[0], message[1]
         if kind == "error":
@@ -104,6 +106,12 @@ def _relay(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int])
         handle_update(ctx, *message[2:])
         episodes[rank] += len(message[3])
         ctx.maybe_checkpoint()
+
+
+def _check_alive(procs: list, done: set[int]) -> None:
+    for rank, proc in enumerate(procs):
+        if rank not in done and proc.exitcode is not None:
+            raise WorkerError(f"a3c worker {rank} died with exit code {proc.exitcode}")
 
 
 def _shutdown(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import sys
 import traceback
@@ -19,6 +20,7 @@ from torch import nn
 from agents.a3c.config import A3CConfig
 from agents.a3c.network import ActorCritic
 from agents.a3c.returns import a3c_loss, gae, n_step_returns
+from core.resources import die_with_parent
 from envs import EnvConfig, make_env
 
 
@@ -121,6 +123,8 @@ def worker_main(
     Sends ("update", rank, steps, episodes, stats) after each update, ("error", rank, traceback) if
     anything raises, ("done", rank) when `stop` is set.
     """
+    parent = multiprocessing.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)  # even a `kill -9`'d trainer takes its workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process owns Ctrl-C and sets `stop`
     # terminate() must still close the env: the VizDoom engine is a separate process that ignores SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))

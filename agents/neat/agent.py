@@ -22,11 +22,15 @@ from agents.neat.network import PopulationNetwork
 from agents.neat.population import Population
 from agents.neat.rollout import ActionMap, BatchRollout, ParallelRollout
 from core.errors import ConfigError, IncompatibleEnvError
-from core.resources import usable_cores
+from core.resources import PROCESS_BYTES, check_fits, usable_cores
 from envs import EnvConfig, numpy_batch_available
 
 if TYPE_CHECKING:
     from agents.neat.ray_rollout import RayRollout
+
+
+GENOME_BYTES = 2**20
+"""A genome, its network and the env of one of its episodes, all played at once (a classic env)."""
 
 
 class NeatAgent(Agent[NeatConfig]):
@@ -57,6 +61,8 @@ class NeatAgent(Agent[NeatConfig]):
         super().__init__(config, observation_space, action_space, **kwargs)
         self.n_inputs = int(observation_space.shape[0])
         self.action_map = ActionMap(action_space)
+        # Refused before the genomes are made: a population that cannot fit would take the machine down.
+        check_fits("population_size", config.population_size, GENOME_BYTES, "each genome is played at once")
         self.population = Population(config, self.n_inputs, self.action_map.n_outputs, self.rng)
         self._champion_net: PopulationNetwork | None = None
         self.worker_nodes: list[str] = []
@@ -74,6 +80,13 @@ class NeatAgent(Agent[NeatConfig]):
             return gym.spec(env.name).reward_threshold
         except gym.error.Error:
             return None
+
+    def check_machine(self) -> None:
+        c = self.config
+        if c.backend == "local" and not numpy_batch_available(self.env_config):
+            check_fits("num_workers", c.num_workers or usable_cores(), PROCESS_BYTES, "each evaluator is a process")
+        episodes = c.population_size * c.episodes_per_genome
+        check_fits("population_size x episodes_per_genome", episodes, GENOME_BYTES, "every episode is played at once")
 
     def train(self, ctx: TrainContext) -> None:
         c = self.config

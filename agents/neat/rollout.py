@@ -5,12 +5,17 @@ split into shares over worker processes (`ParallelRollout`) where the env has no
 
 from __future__ import annotations
 
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
+
 import gymnasium as gym
 import numpy as np
 
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
-from core.errors import IncompatibleEnvError
+from core.errors import IncompatibleEnvError, WorkerError
+from core.resources import die_with_parent
 from envs import EnvConfig, EpisodeBatch
 
 
@@ -86,7 +91,9 @@ _worker_rollouts: dict[int, BatchRollout] = {}
 _worker_setup: dict = {}
 
 
-def _init_worker(env_config: EnvConfig, episodes: int, seed: int, recurrent: bool) -> None:
+def _init_worker(env_config: EnvConfig, episodes: int, seed: int, recurrent: bool, parent: int) -> None:
+    die_with_parent(parent)  # even a `kill -9`'d trainer takes its evaluators
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer owns Ctrl-C and stops between generations
     _worker_setup.update(env_config=env_config, episodes=episodes, seed=seed, recurrent=recurrent)
 
 
@@ -111,13 +118,19 @@ class ParallelRollout:
             workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(env_config, episodes, seed, recurrent),
+            initargs=(env_config, episodes, seed, recurrent, os.getpid()),
         )
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
 
     def evaluate(self, genomes: list[Genome], seed: int) -> tuple[np.ndarray, np.ndarray]:
-        futures = [self.pool.submit(_evaluate_share, *share) for share in split_shares(genomes, self.workers, seed)]
-        results = [f.result() for f in futures]
+        try:
+            futures = [self.pool.submit(_evaluate_share, *share) for share in split_shares(genomes, self.workers, seed)]
+            results = [f.result() for f in futures]
+        except BrokenProcessPool:
+            # The pool notices a dead process at once (it waits on each one's sentinel).
+            codes = [p.exitcode for p in getattr(self.pool, "_processes", {}).values() if p.exitcode is not None]
+            how = f"exit code {codes[0]}" if codes else "an unknown exit code"
+            raise WorkerError(f"a neat evaluator process died ({how}); the run stopped") from None
         return np.concatenate([r for r, _ in results]), np.concatenate([n for _, n in results])
