@@ -233,6 +233,8 @@ class Agent(ABC, Generic[C]):
         session = self._session(owned, callbacks, progress)
         started, wall_before = time.perf_counter(), self.run.wall_time
         try:
+            if owned is not None and not (owned.path / CHECKPOINT_DIR / LATEST).exists():
+                session.checkpoint(notify=False)  # a run killed before its first interval can still resume
             with session.stop_signals():
                 session.start()
                 try:
@@ -249,7 +251,7 @@ class Agent(ABC, Generic[C]):
             self._sync_run(session, wall_before + time.perf_counter() - started)
             session.close()
             if owned is not None:
-                owned.close(failed_start=sys.exc_info()[0] is not None and not session.progressed)
+                owned.close(failed_start=sys.exc_info()[0] is not None and not session.stepped)
         return TrainResult(
             run_dir=None if owned is None else owned.path,
             agent=self.name,

@@ -61,7 +61,6 @@ class Session:
         self._checkpoint_requested = False
         self._user_env = user_env
         self._start_step = global_step
-        self.checkpoints_written = 0
 
     # Environments -----------------------------------------------------------------------------
     def env_seed(self, offset: int = 0) -> int:
@@ -142,19 +141,19 @@ class Session:
         if self._checkpoint_requested:
             self.checkpoint()
 
-    def checkpoint(self) -> Path | None:
+    def checkpoint(self, notify: bool = True) -> Path | None:
+        """Write a checkpoint now (where there is a run directory); `notify` tells the callbacks."""
         self._checkpoint_requested = False
         path = self._save_checkpoint()
-        if path is not None:
-            self.checkpoints_written += 1
+        if path is not None and notify:
             for callback in self._callbacks:
                 callback.on_checkpoint(self, path)
         return path
 
     @property
-    def progressed(self) -> bool:
-        """Did this call step an env or write a checkpoint? (If not, a failure was a failed start.)"""
-        return self.global_step > self._start_step or self.checkpoints_written > 0
+    def stepped(self) -> bool:
+        """Did this call step an env? (If not, a failure was a failed start.)"""
+        return self.global_step > self._start_step
 
     # The session's life -----------------------------------------------------------------------
     def start(self) -> None:

@@ -90,6 +90,25 @@ ENV_BYTES = 16 * 2**20
 """What one more env in a process holds: an emulator's state and frames, or far less for a classic env."""
 
 
+@contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started inside inherit "ignore SIGINT" (also through spawn's exec): a Ctrl-C, which the
+    terminal sends to the whole process group, then only asks the trainer to stop gracefully, and it
+    closes its workers, instead of killing them mid-step or mid-start-up. Outside the main thread
+    signal dispositions cannot be changed, and are left alone."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # Linux: ask the kernel to kill this process when its parent dies (prctl PR_SET_PDEATHSIG).
 _PR_SET_PDEATHSIG = 1
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +24,7 @@ from gymnasium.wrappers import (
 )
 
 from core.errors import SuiteError
-from core.resources import die_with_parent, usable_cores
+from core.resources import children_ignore_ctrl_c, die_with_parent, usable_cores
 from envs.atari import (
     EpisodicLife,
     FireOnReset,
@@ -147,7 +144,8 @@ def env_thunk(config: EnvConfig, seed: int, mode: Mode = "train", child: bool = 
     parent = os.getpid()
 
     def thunk() -> gym.Env:
-        if child:
+        # gymnasium also calls one thunk in this process, to read the spaces: only a child dies with us.
+        if child and os.getpid() != parent:
             die_with_parent(parent)
         return make_env(config, seed=seed, mode=mode)
 
@@ -218,7 +216,7 @@ def make_vector_env(
         return EnvIds(KarpathyPongBatch(statistics(envs)))
     fns = [env_thunk(config, seed + i, env_mode, child=resolved == "async") for i in range(num_envs)]
     if resolved == "async":
-        with _workers_ignore_ctrl_c():
+        with children_ignore_ctrl_c():
             envs = gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     else:
         envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -271,20 +269,6 @@ def _ale_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vect
         num_threads=min(num_envs, usable_cores()),
         batch_size=envs_per_step,
     )
-
-
-@contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Processes spawned inside inherit "ignore SIGINT": a Ctrl-C then only asks the trainer to stop
-    gracefully, and the agent closes its workers, instead of killing them mid-step."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def spaces_of(config: EnvConfig, base: gym.Env | None = None) -> tuple[gym.Space, gym.Space]:

@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from agents.a3c.worker import worker_main
 from agents.context import TrainContext
 from core.errors import WorkerError, worker_error
+from core.resources import children_ignore_ctrl_c
 
 if TYPE_CHECKING:
     from agents.a3c.agent import A3CAgent
@@ -76,8 +77,9 @@ def run_local(
         for k in range(num_workers)
     ]
     try:
-        for proc in procs:
-            proc.start()
+        with children_ignore_ctrl_c():
+            for proc in procs:
+                proc.start()
         _relay(ctx, reports, procs, episodes)
     finally:
         stop.set()

@@ -15,7 +15,7 @@ import numpy as np
 from agents.neat.genome import Genome
 from agents.neat.network import PopulationNetwork
 from core.errors import IncompatibleEnvError, WorkerError
-from core.resources import die_with_parent
+from core.resources import children_ignore_ctrl_c, die_with_parent
 from envs import EnvConfig, EpisodeBatch
 
 
@@ -126,7 +126,9 @@ class ParallelRollout:
 
     def evaluate(self, genomes: list[Genome], seed: int) -> tuple[np.ndarray, np.ndarray]:
         try:
-            futures = [self.pool.submit(_evaluate_share, *share) for share in split_shares(genomes, self.workers, seed)]
+            with children_ignore_ctrl_c():  # the pool starts its processes on the first submits
+                shares = split_shares(genomes, self.workers, seed)
+                futures = [self.pool.submit(_evaluate_share, *share) for share in shares]
             results = [f.result() for f in futures]
         except BrokenProcessPool:
             # The pool notices a dead process at once (it waits on each one's sentinel).
