@@ -128,8 +128,10 @@ class NeatAgent(Agent[NeatConfig]):
         With `replays`, the fittest genome's score is its mean return over those fresh episodes."""
         pop = self.population
         returns, lengths = rollout.evaluate(pop.genomes, seed=int(self.rng.integers(2**31)))
-        ctx.add_steps(int(lengths.sum()))
+        # Each episode ends at the steps of those before it, as a single env would count them, so a
+        # generation's episodes spread along the step axis instead of sharing one step.
         for r, length in zip(returns.reshape(-1), lengths.reshape(-1), strict=False):
+            ctx.add_steps(int(length))
             ctx.record_episode(float(r), int(length))
         fitness = returns.mean(axis=1)
         best_score = None
