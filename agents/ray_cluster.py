@@ -20,5 +20,20 @@ def connect(address: str = "") -> bool:
     is. True when this call started (or joined) Ray, so that the caller shuts it down when done."""
     if ray.is_initialized():
         return False
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, runtime_env=RUNTIME_ENV, log_to_driver=False)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        _reap_local_ray_with_this_process()
+    ray.init(address=address, runtime_env=RUNTIME_ENV, log_to_driver=False)
     return True
+
+
+_reaper: list = []
+
+
+def _reap_local_ray_with_this_process() -> None:
+    """A local Ray's raylet dies with its driver, but some of its helpers outlive a `kill -9`'d driver:
+    a watchdog (`core.reaper`) kills them then. One per process."""
+    if not _reaper:
+        from core.reaper import start_reaper  # noqa: PLC0415
+
+        _reaper.append(start_reaper())

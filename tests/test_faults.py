@@ -5,6 +5,7 @@ would; waits are bounded."""
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import random
@@ -91,8 +92,9 @@ class Trainer:
         self.proc.communicate(timeout=30)
 
 
-def workers_of(trainer: Trainer, count: int, timeout: float = 60) -> list[int]:
-    """Wait for `count` worker processes of the trainer (spawned Python children) and return their pids."""
+def workers_of(trainer: Trainer, count: int, timeout: float = 60, marker: bytes = b"multiprocessing") -> list[int]:
+    """Wait for `count` worker processes of the trainer (spawned Python children, or with `marker` in their
+    command line: b"ray::" for Ray's actors) and return their pids."""
 
     def spawned() -> list[int]:
         pids = []
@@ -101,7 +103,7 @@ def workers_of(trainer: Trainer, count: int, timeout: float = 60) -> list[int]:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            if marker in cmdline and b"resource_tracker" not in cmdline:
                 pids.append(pid)
         return sorted(pids)
 
@@ -186,17 +188,27 @@ def test_kill_9_of_one_neat_evaluator_is_one_line(tmp_path):
     assert wait_until(lambda: all_gone(everyone), 10)
 
 
+RAY_NEAT = ["neat", "--env", "Acrobot-v1", "--set", "backend=ray", "--set", "num_workers=2",
+            "--set", "fitness_threshold=1e9"]  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("args", "workers"),
+    ("args", "workers", "marker"),
     [
-        (["a3c", "--env", "CartPole-v1", "--set", "num_workers=2"], 2),
-        (["neat", "--env", "Acrobot-v1", "--set", "num_workers=2"], 2),
-        (["pg", "--env", "CartPole-v1", "--set", "vector_mode=async", "--set", "num_envs=2"], 2),
+        (["a3c", "--env", "CartPole-v1", "--set", "num_workers=2"], 2, b"multiprocessing"),
+        (["neat", "--env", "Acrobot-v1", "--set", "num_workers=2"], 2, b"multiprocessing"),
+        (["pg", "--env", "CartPole-v1", "--set", "vector_mode=async", "--set", "num_envs=2"], 2, b"multiprocessing"),
+        pytest.param(
+            RAY_NEAT,
+            2,
+            b"ray::ShareActor",
+            marks=pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the [ray] extra"),
+        ),
     ],
-    ids=["a3c-workers", "neat-evaluators", "async-env-workers"],
+    ids=["a3c-workers", "neat-evaluators", "async-env-workers", "local-ray-instance"],
 )
-def test_kill_9_of_the_trainer_leaves_no_process(args, workers, tmp_path):
+def test_kill_9_of_the_trainer_leaves_no_process(args, workers, marker, tmp_path):
     trainer = subprocess.Popen(
         [sys.executable, "train.py", *args, "--steps", "100000000", "--runs-dir", str(tmp_path), "--no-progress"],
         cwd=ROOT,
@@ -207,7 +219,7 @@ def test_kill_9_of_the_trainer_leaves_no_process(args, workers, tmp_path):
     try:
         wrapped = Trainer.__new__(Trainer)
         wrapped.proc = trainer
-        workers_of(wrapped, workers)
+        workers_of(wrapped, workers, marker=marker)
         time.sleep(1.0)
         everyone = descendants(trainer.pid)
         trainer.kill()
