@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from agents.callbacks import CheckpointEvery as CheckpointEvery
     from agents.callbacks import StopAfter as StopAfter
     from agents.callbacks import StopAtReturn as StopAtReturn
+    from agents.evaluation import Evaluate as Evaluate
 
 AGENTS: dict[str, str] = {
     "qtable": "agents.qtable:QTableAgent",
@@ -47,6 +48,7 @@ _LAZY = {
     "CheckpointEvery": "agents.callbacks",
     "StopAfter": "agents.callbacks",
     "StopAtReturn": "agents.callbacks",
+    "Evaluate": "agents.evaluation",
 }
 
 __all__ = ["AGENTS", "agent_names", "get_agent_class", *_LAZY]

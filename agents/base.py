@@ -138,6 +138,12 @@ class Agent(ABC, Generic[C]):
         """The `state` to pass to `act` at the start of an episode (None for memoryless policies)."""
         return None
 
+    def snapshot(self) -> Agent[C]:
+        """An agent whose policy stays as it is now while this one trains on, to evaluate during training.
+        The agent itself where its weights change only in the calling thread (between `act` calls); agents
+        whose workers update the weights meanwhile (A3C) return a copy."""
+        return self
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: parameters, optimizer, schedules, RNG. Plain data only."""
@@ -282,9 +288,9 @@ class Agent(ABC, Generic[C]):
             )
         started, wall_before = time.perf_counter(), self.run.wall_time
 
-        def save() -> Path | None:
+        def save(name: str = LATEST, policy: Agent | None = None) -> Path | None:
             self._sync_run(session, wall_before + time.perf_counter() - started)
-            return None if directory is None else self.save(directory / CHECKPOINT_DIR / LATEST)
+            return None if directory is None else (policy or self).save(directory / CHECKPOINT_DIR / name)
 
         session = Session(
             env_config=self.env_config,
@@ -298,6 +304,7 @@ class Agent(ABC, Generic[C]):
             save_checkpoint=save,
             callbacks=callbacks,
             user_env=self.user_env,
+            agent=self,
         )
         self.user_env = None  # handed to the session, which closes it with the run
         return session

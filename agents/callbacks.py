@@ -3,9 +3,9 @@ episode, after every checkpoint, at the start and the end), able to stop the run
 
     agent.learn(100_000, callbacks=[StopAtReturn(475), StopAfter(minutes=10), CheckpointEvery(10_000)])
 
-A hook stops the run by calling `ctx.request_stop(reason)`; `ctx` is the run's `TrainContext`
-(`ctx.global_step`, `ctx.episodes`, `ctx.episode_returns`, ...). Subclass `Callback` and override what
-you need.
+A hook stops the run by calling `ctx.request_stop(reason)`; `ctx` is the run's session, a `TrainContext`
+(`ctx.global_step`, `ctx.episodes`, `ctx.episode_returns`, ...) that also holds `ctx.agent` and
+`ctx.checkpoint_as(name)`. Subclass `Callback` and override what you need.
 """
 
 from __future__ import annotations

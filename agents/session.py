@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import torch
@@ -22,6 +22,9 @@ from core.errors import SuiteError
 from core.runlock import LOCK_NAME, RunLock
 from core.tblog import RunLogger
 from envs import EnvConfig, finished_episodes, make_env, make_vector_env
+
+if TYPE_CHECKING:
+    from agents.base import Agent
 
 
 class Session:
@@ -38,9 +41,10 @@ class Session:
         episodes: int,
         run_dir: Path | None,
         logger: RunLogger | None,
-        save_checkpoint: Callable[[], Path | None],
+        save_checkpoint: Callable[..., Path | None],
         callbacks: Sequence[Callback] = (),
         user_env: gym.Env | None = None,
+        agent: Agent | None = None,
     ):
         self.env_config = env_config
         self.seed = seed
@@ -61,6 +65,8 @@ class Session:
         self._checkpoint_requested = False
         self._user_env = user_env
         self._start_step = global_step
+        self.agent = agent
+        """The agent being trained, for callbacks (an evaluation plays its `snapshot()`)."""
 
     # Environments -----------------------------------------------------------------------------
     def env_seed(self, offset: int = 0) -> int:
@@ -119,6 +125,12 @@ class Session:
 
     def artifact_path(self, name: str) -> Path | None:
         return None if self.run_dir is None else self.run_dir / name
+
+    def checkpoint_as(self, name: str, policy: Agent | None = None) -> Path | None:
+        """Write `<run>/checkpoints/<name>` now, of `policy` (a snapshot of the agent; default the agent),
+        with the run's counters as they stand; for a callback's own checkpoint (`best.pt`). None without
+        a run directory."""
+        return self._save_checkpoint(name, policy)
 
     @property
     def recent_mean_return(self) -> float:

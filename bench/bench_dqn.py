@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import Callback, make  # noqa: E402
 from agents.dqn import DQNConfig  # noqa: E402
+from agents.evaluation import evaluate_agent  # noqa: E402
 from agents.replay import ReplayBuffer  # noqa: E402
 from core.resources import usable_cores  # noqa: E402
 from envs import EnvConfig, make_env  # noqa: E402
-from trainer.evaluation import evaluate_agent  # noqa: E402
 
 SB3_KEYS = (
     "learning_rate",

@@ -4,7 +4,7 @@ evaluate each greedy policy, and write docs/results.md (a Markdown table) and do
     python bench/make_results.py                                   # all agents, their default steps, 3 seeds
     python bench/make_results.py --agents qtable --agents qnet --steps 20000 --seeds 2
 
-Only the public interface is used: `agents.make`, `Agent.learn`, `trainer.evaluation.evaluate_agent`
+Only the public interface is used: `agents.make`, `Agent.learn`, `agents.evaluation.evaluate_agent`
 and `reports`. Atari and VizDoom agents take hours at their default steps; pick agents with
 --agents or cap them with --steps.
 """
@@ -49,7 +49,7 @@ class AgentResult:
 def train_and_evaluate(agent: str, steps: int | None, seeds: int, episodes: int, runs_dir: Path, device: str):
     """Train `agent` on its default env once per seed (seeds 1..n), then evaluate each final policy."""
     from agents import make
-    from trainer.evaluation import evaluate_agent
+    from agents.evaluation import evaluate_agent
 
     cls = get_agent_class(agent)
     budget = steps or cls.steps_for(cls.default_env)

@@ -46,6 +46,8 @@ class RunState:
     """Episodes finished so far."""
     wall_time: float = 0.0
     """Seconds spent learning so far, over every sitting."""
+    best_return: float | None = None
+    """Best mean return of the evaluations during training (`agents.Evaluate`), None before the first."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -109,14 +110,17 @@ def make_env(
     mode: Mode = "train",
     render_mode: str | None = None,
     video_dir: str | Path | None = None,
+    video_name: str = "rl-video",
+    video_episodes: int | None = None,
     base: gym.Env | None = None,
 ) -> gym.Env:
     """Build one env. Observations: classic envs as Gymnasium defines them; Atari `dqn`
     (frame_stack, 84, 84) uint8; Atari `karpathy` (80, 80) int8; VizDoom `doom` (frame_stack, 84, 84)
     uint8, or (84, 84) with frame_stack=1.
 
-    `mode="eval"` never clips rewards nor ends episodes at a lost life. `video_dir` records every
-    episode to mp4 with gymnasium's `RecordVideo` (implies `render_mode="rgb_array"`).
+    `mode="eval"` never clips rewards nor ends episodes at a lost life. `video_dir` records the first
+    `video_episodes` episodes (default: every one) to `<video_name>-episode-<k>.mp4` with gymnasium's
+    `RecordVideo` (implies `render_mode="rgb_array"`), at the game's real speed (`video_fps`).
     `seed` seeds the action space; pass the seed to the first `reset` as well (recording and
     statistics wrappers count every reset, so the factory does not reset for you).
     `base`: an env object the user built (`agents.make(env=...)`), wrapped here instead of a new one.
@@ -131,11 +135,34 @@ def make_env(
     env = base if base is not None else _make_base(config, render_mode)
     env = RecordEpisodeStatistics(env)
     if video_dir is not None:
-        env = RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True)
+
+        def record(episode: int) -> bool:
+            return video_episodes is None or episode < video_episodes
+
+        fps = video_fps(config, env)
+        with warnings.catch_warnings():  # a run's videos/ folder fills up by design
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
+            env = RecordVideo(env, str(video_dir), episode_trigger=record, name_prefix=video_name, fps=fps)
     env = _preprocess(env, config, mode)
     if seed is not None:
         env.action_space.seed(seed)
     return env
+
+
+ATARI_FRAME_RATE = 60.0
+"""The Atari 2600's frames per second (NTSC); ALE's metadata says 30, which plays its games at half speed."""
+
+
+def video_fps(config: EnvConfig, env: gym.Env) -> float:
+    """Frames per second of a video that plays at the game's real speed: the emulator's frame rate divided
+    by the frames each recorded step covers (the frame skip of the env being recorded; with the `dqn`
+    preprocessing the recorder sits below it and sees every emulator frame)."""
+    if config.family == "atari":
+        frameskip = env.unwrapped._frameskip if hasattr(env.unwrapped, "_frameskip") else config.frame_skip
+        skip = frameskip if isinstance(frameskip, int) else sum(frameskip) / 2  # a (low, high) random skip
+        return ATARI_FRAME_RATE / skip
+    real = float(env.metadata.get("render_fps") or 30)
+    return real / config.frame_skip if config.family == "vizdoom" else real
 
 
 def env_thunk(config: EnvConfig, seed: int, mode: Mode = "train", child: bool = False) -> Callable[[], gym.Env]:

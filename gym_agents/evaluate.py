@@ -28,12 +28,15 @@ def evaluate(
     video: Annotated[Path | None, typer.Option(help="Write one mp4 per episode into this directory.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    best: Annotated[
+        bool, typer.Option(help="Play the run's best evaluated policy (checkpoints/best.pt, from --eval-every).")
+    ] = False,
 ) -> None:
     """Play the greedy policy of a trained agent."""
     if episodes < 1:
         raise fail(f"--episodes must be at least 1, not {episodes}")
     from agents import load
-    from trainer.evaluation import evaluate_agent, has_display
+    from agents.evaluation import evaluate_agent, has_display
 
     if render and not has_display():
         raise fail("--render needs a display and none was found; use --video DIR to write mp4 files instead")
@@ -43,6 +46,12 @@ def evaluate(
         from core.files import writable_dir
 
         writable_dir(video, "--video")
+    if best:
+        if not target.is_dir():
+            raise fail(f"--best takes a run directory, not {target}")
+        target = target / "checkpoints" / "best.pt"
+        if not target.exists():
+            raise fail(f"{target} does not exist: the run was not trained with --eval-every")
     agent = load(target, device=device)
     returns = evaluate_agent(agent, episodes=episodes, seed=seed, render=render, video_dir=video)
     result = {

@@ -63,6 +63,13 @@ def train(
     stop_at_return: Annotated[
         float | None, typer.Option(help="Stop once the mean return of the last 100 episodes reaches this.")
     ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Evaluate the greedy policy every N env steps; keeps checkpoints/best.pt.")
+    ] = None,
+    eval_episodes: Annotated[int, typer.Option(help="Episodes of each evaluation.")] = 5,
+    video_every: Annotated[
+        int | None, typer.Option(help="Record one evaluation episode to <run>/videos every N env steps.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     help_: Annotated[
         bool, typer.Option("--help", "-h", help="Show this message (and AGENT's hyperparameters).")
@@ -92,6 +99,9 @@ def train(
         checkpoint_every=checkpoint_every,
         max_minutes=max_minutes,
         stop_at_return=stop_at_return,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        video_every=video_every,
         progress=progress,
     )
     result = run(options)

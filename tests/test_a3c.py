@@ -16,9 +16,9 @@ from agents.a3c import A3CAgent, A3CConfig, local_backend
 from agents.a3c.returns import gae, n_step_returns
 from agents.a3c.shared_optim import ADAM_RATIO_BOUND, SharedAdam, SharedRMSprop
 from agents.a3c.worker import worker_main
+from agents.evaluation import evaluate_agent
 from core.errors import SuiteError
 from envs import EnvConfig
-from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 

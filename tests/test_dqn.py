@@ -12,11 +12,11 @@ import torch.nn.functional as F
 import agents.dqn as dqn_module
 from agents import load
 from agents.dqn import DQNAgent, DQNConfig, dueling_combine, td_targets
+from agents.evaluation import evaluate_agent
 from agents.networks import NatureCNN
 from agents.replay import ReplayBatch, ReplayBuffer
 from core.config import build_config
 from envs import EnvConfig
-from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from agents import load
+from agents.evaluation import evaluate_agent
 from agents.neat.config import NeatConfig
 from agents.neat.genome import (
     GenePool,
@@ -30,7 +31,6 @@ from core.config import build_config
 from core.errors import SuiteError
 from envs import EnvConfig
 from envs.xor import XOR_INPUTS, XOR_TARGETS
-from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 

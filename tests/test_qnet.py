@@ -6,9 +6,9 @@ import gymnasium as gym
 import pytest
 import torch
 
+from agents.evaluation import evaluate_agent
 from agents.qnet import QNetConfig, QNetworkAgent
 from envs import EnvConfig
-from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 

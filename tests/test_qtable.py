@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from agents.evaluation import evaluate_agent
 from agents.qtable import QTableAgent, QTableConfig
 from envs import EnvConfig
-from trainer.evaluation import evaluate_agent
 from trainer.runner import train
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agents import StopAfter, StopAtReturn, get_agent_class, load, make
+from agents import Evaluate, StopAfter, StopAtReturn, get_agent_class, load, make
 from agents.base import Agent, TrainResult
 from agents.callbacks import Callback, CheckpointEvery
 from core.errors import ConfigError, SuiteError
@@ -38,6 +38,11 @@ class RunOptions:
     """Stop after this much wall time (`StopAfter`)."""
     stop_at_return: float | None = None
     """Stop once the mean return of the last 100 episodes reaches this (`StopAtReturn`)."""
+    eval_every: int | None = None
+    """Evaluate the greedy policy every this many env steps (`agents.Evaluate`), keeping the best."""
+    eval_episodes: int = 5
+    video_every: int | None = None
+    """Record one evaluation episode to <run>/videos every this many env steps."""
     progress: bool = True
     callbacks: list[Callback] = field(default_factory=list)
     """More callbacks, for Python callers."""
@@ -59,8 +64,15 @@ def prepare(options: RunOptions) -> tuple[Agent, Path, int]:
     """The agent, its run directory and the steps still to go; refuses bad options before anything is written."""
     if options.steps is not None and options.steps < 1:
         raise ConfigError(f"--steps must be a positive number, not {options.steps}")
-    if options.checkpoint_every is not None and options.checkpoint_every < 1:
-        raise ConfigError(f"--checkpoint-every must be positive, not {options.checkpoint_every}")
+    for option, value in (
+        ("--checkpoint-every", options.checkpoint_every),
+        ("--eval-every", options.eval_every),
+        ("--video-every", options.video_every),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} must be positive, not {value}")
+    if options.eval_episodes < 1:
+        raise ConfigError(f"--eval-episodes must be at least 1, not {options.eval_episodes}")
     if options.resume is not None:
         if options.env_id is not None or options.env_kwargs:
             raise ConfigError("--env cannot change on --resume; the run's env is in its checkpoint")
@@ -107,6 +119,8 @@ def run(options: RunOptions) -> TrainResult:
         callbacks.append(StopAfter(minutes=options.max_minutes))
     if options.stop_at_return is not None:
         callbacks.append(StopAtReturn(options.stop_at_return))
+    if options.eval_every or options.video_every:
+        callbacks.append(Evaluate(options.eval_every or 0, options.eval_episodes, video_every=options.video_every or 0))
     if steps < 1:
         raise ConfigError(f"the run already has {agent.run.global_step:,} steps; ask --steps for more")
     return agent.learn(steps, run_dir=run_dir, callbacks=callbacks, progress=options.progress)

@@ -9,6 +9,7 @@ weights in shared host memory, and per-step batch-1 inference gains nothing from
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
@@ -89,6 +90,12 @@ class A3CAgent(Agent[A3CConfig]):
         with torch.inference_mode():
             logits, _, state = self.global_net(torch.as_tensor(observation)[None], state)
         return int(logits[0].argmax()), state
+
+    def snapshot(self) -> A3CAgent:
+        """A copy of the global network as it is now; the workers go on updating the shared one."""
+        frozen = copy.copy(self)
+        frozen.global_net = copy.deepcopy(self.global_net)
+        return frozen
 
     def sample_action(self, observation: Any, state: Any = None) -> tuple[int, Any]:
         with torch.inference_mode():
