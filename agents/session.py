@@ -183,7 +183,10 @@ class Session:
             self._user_env.close()
             self._user_env = None
         if self._logger is not None:
-            self._logger.close(self.global_step)
+            best = None if self.agent is None else self.agent.run.best_return
+            recent = self.recent_mean_return if self.episode_returns else None
+            metrics = {"hparams/mean_return_last100": recent, "hparams/best_eval_return": best}
+            self._logger.close(self.global_step, metrics)
 
     @contextmanager
     def stop_signals(self) -> Iterator[None]:

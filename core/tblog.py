@@ -7,6 +7,7 @@ flushes are averaged, so a per-step loss costs a float addition, not an event-fi
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -33,8 +34,12 @@ class RunLogger:
         # Without a run directory only the progress bar is shown.
         self.writer = _NoWriter() if run_dir is None else _writer(run_dir, start_step)
         if hyperparameters:
-            table = "\n".join(f"|{k}|{v}|" for k, v in _flatten(hyperparameters).items())
+            flat = _flatten(hyperparameters)
+            table = "\n".join(f"|{k}|{v}|" for k, v in flat.items())
             self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}", start_step)
+            self._hparams_started = self.writer.start_hparams(flat)
+        else:
+            self._hparams_started = False
         self.flush_every_steps = flush_every_steps
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
@@ -90,9 +95,15 @@ class RunLogger:
         self._bar.update(step - self._bar_step)
         self._bar_step = step
 
-    def close(self, step: int) -> None:
+    def close(self, step: int, final_metrics: dict[str, float | None] | None = None) -> None:
+        """Flush and close; `final_metrics` (`HPARAM_METRICS` tags) go to TensorBoard's HPARAMS tab."""
         self.maybe_flush(step, force=True)
         self._bar.close()
+        if self._hparams_started:
+            for tag, value in (final_metrics or {}).items():
+                if value is not None and math.isfinite(value):
+                    self.writer.add_scalar(tag, float(value), step)
+            self.writer.end_hparams()
         self.writer.flush()
         self.writer.close()
 
@@ -107,13 +118,37 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+HPARAM_METRICS = {
+    "hparams/mean_return_last100": "mean return of the last 100 training episodes",
+    "hparams/best_eval_return": "best mean return of the evaluations during training (--eval-every)",
+}
+"""The metrics TensorBoard's HPARAMS tab shows beside each run's hyperparameters."""
+
+
 def _writer(run_dir: Path, start_step: int) -> Any:
     from torch.utils.tensorboard import SummaryWriter
+
+    class Writer(SummaryWriter):
+        """A `SummaryWriter` that also writes the hparams plugin's session records into the run's own event
+        file (torch's `add_hparams` makes a separate run for them, which TensorBoard then lists apart)."""
+
+        def start_hparams(self, flat: dict[str, Any]) -> bool:
+            from torch.utils.tensorboard.summary import hparams
+
+            values = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+            values = {k: v for k, v in values.items() if not (isinstance(v, float) and not math.isfinite(v))}
+            experiment, start, self._hparams_end = hparams(values, dict.fromkeys(HPARAM_METRICS, 0.0))
+            self.file_writer.add_summary(experiment)
+            self.file_writer.add_summary(start)
+            return True
+
+        def end_hparams(self) -> None:
+            self.file_writer.add_summary(self._hparams_end)
 
     # purge_step drops events a crashed run wrote after its last checkpoint, so a resumed curve has no
     # duplicated stretch. Events at the checkpoint's own step came before it (the episode that ended
     # there, the flush of its step) and were counted by it: the purge starts one step later.
-    return SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step > 0 else None)
+    return Writer(str(run_dir), purge_step=start_step + 1 if start_step > 0 else None)
 
 
 class _NoWriter:
@@ -125,3 +160,7 @@ class _NoWriter:
     add_text = add_scalar
     flush = add_scalar
     close = add_scalar
+    end_hparams = add_scalar
+
+    def start_hparams(self, flat: dict[str, Any]) -> bool:
+        return False
