@@ -202,6 +202,10 @@ class Agent(ABC, Generic[C]):
         """Write a checkpoint to `path` atomically; `agents.load(path)` gives this agent back."""
         return self.checkpoint().write(path)
 
+    def cores_used(self) -> int:
+        """CPU cores a run of this agent keeps busy (several seeds train at once where cores are left)."""
+        return 1
+
     def check_machine(self) -> None:
         """Refuse (one line, `core.resources.check_fits`) what this machine cannot hold: worker processes,
         envs, a replay buffer. Called by `learn` before anything is written."""

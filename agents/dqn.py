@@ -237,8 +237,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
 
     # Learning -------------------------------------------------------------------------------------
     def train(self, ctx: TrainContext) -> None:
-        # Small MLP updates run fastest on one thread; the CNN's convolutions use a few cores.
-        default = min(4, usable_cores()) if is_image_space(self.observation_space) else 1
+        default = self._default_threads()
         if self.steps == 0:
             self.exploration_steps = max(1, int(self.config.exploration_fraction * ctx.total_steps))
         # The step size anneals towards this run's end, also when a resume extends the run.
@@ -246,9 +245,16 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         with torch_threads(self.config.torch_threads or default, self.device):
             super().train(ctx)
 
+    def cores_used(self) -> int:
+        return self.config.torch_threads or self._default_threads()
+
     def check_machine(self) -> None:
         c = self.config
         check_fits("buffer_size", c.buffer_size, self.replay_bytes / c.buffer_size, "the replay fills up as it learns")
+
+    def _default_threads(self) -> int:
+        # Small MLP updates run fastest on one thread; the CNN's convolutions use a few cores.
+        return min(4, usable_cores()) if is_image_space(self.observation_space) else 1
 
     def observe(self, observation, action, reward, next_observation, terminated, truncated):
         c = self.config

@@ -27,7 +27,7 @@ from agents import pg_fast
 from agents.base import Agent, require_discrete
 from agents.context import TrainContext
 from core.errors import ConfigError, IncompatibleEnvError
-from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits, torch_threads
+from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits, torch_threads, usable_cores
 from core.seeding import generator_state, set_generator_state
 from envs import EnvConfig, resolve_vector_mode
 
@@ -279,6 +279,10 @@ class PolicyGradientAgent(Agent[PGConfig]):
         probs = self.action_probabilities(observations)
         draws = self.rng.random(len(probs))[:, None]
         return np.minimum((draws >= probs.cumsum(axis=1)).sum(axis=1), probs.shape[1] - 1)
+
+    def cores_used(self) -> int:
+        mode = resolve_vector_mode(self.env_config, self.config.vector_mode)
+        return 1 if mode == "sync" else min(self.config.num_envs, usable_cores())
 
     def check_machine(self) -> None:
         if resolve_vector_mode(self.env_config, self.config.vector_mode) == "async":

@@ -36,7 +36,7 @@ def _agent_help(agent: str) -> str:
     )
 
 
-@app.command(context_settings={"help_option_names": []})
+@app.command(context_settings={"help_option_names": [], "allow_extra_args": True})
 def train(
     ctx: typer.Context,
     agent: Annotated[str | None, typer.Argument(help=f"Agent: {', '.join(agent_names())}.")] = None,
@@ -50,6 +50,12 @@ def train(
         int | None, typer.Option(help="Total environment steps (default: the agent's budget for the env).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random source (0 to 2**32-1).")] = 1,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Several seeds, one run each: --seeds 1 2 3 (at once where cores are free).", show_default=False
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Run directory name (default: env__agent__seed__time).")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories are made.")] = Path("runs"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -83,7 +89,8 @@ def train(
         raise typer.Exit(0)
     if agent is None:
         raise fail(f"missing AGENT: one of {', '.join(agent_names())}")
-    from trainer.runner import RunOptions, run  # torch loads here, after argument checks
+    seed_list = _seed_list(seeds, ctx.args)
+    from trainer.runner import RunOptions, run, run_seeds  # torch loads here, after argument checks
 
     options = RunOptions(
         agent=agent,
@@ -104,6 +111,11 @@ def train(
         video_every=video_every,
         progress=progress,
     )
+    if seed_list is not None:
+        if resume is not None:
+            raise fail("--seeds starts new runs; resume each run with --resume")
+        _report_seeds(run_seeds(options, seed_list))
+        return
     result = run(options)
     returns = f"{result.mean_return:.3f}" if result.episode_returns else "n/a"
     typer.echo(
@@ -116,6 +128,31 @@ def train(
         typer.echo(f"Stopped early: {result.stop_reason}")
     typer.echo(f"Evaluate: python evaluate.py {result.run_dir}   Curves: tensorboard --logdir {result.run_dir.parent}")
     typer.echo(str(result.run_dir))
+
+
+def _seed_list(seeds: str | None, extra: list[str]) -> list[int] | None:
+    """`--seeds 1 2 3` (the values after the first come as extra arguments) or `--seeds 1,2,3`."""
+    if seeds is None:
+        if extra:
+            raise fail(f"unexpected extra arguments: {' '.join(extra)}")
+        return None
+    words = [w for text in [seeds, *extra] for w in text.replace(",", " ").split()]
+    try:
+        return [int(w) for w in words]
+    except ValueError:
+        raise fail(f"--seeds takes integers, not {' '.join(words)}") from None
+
+
+def _report_seeds(results: list) -> None:
+    from reports import format_text, select, summarize, table_rows  # noqa: PLC0415
+
+    for result in results:
+        typer.echo(f"{result.run_dir}: {result.global_step:,} steps, mean return (last 100) {result.mean_return:.3f}")
+    if any(r.interrupted for r in results):
+        typer.echo("Interrupted; checkpoints written. Resume each run with: python train.py AGENT --resume RUN_DIR")
+    selection = select([str(r.run_dir) for r in results])
+    typer.echo(format_text(*table_rows([summarize(g) for g in selection.groups])))
+    typer.echo(f"Compare: python compare.py {' '.join(str(r.run_dir) for r in results)}")
 
 
 def main() -> None:

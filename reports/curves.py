@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import SuiteError
+from reports.stats import MIN_RUNS, bootstrap_ci, iqm
 
 RETURN_TAG = "charts/episodic_return"
 GLOB_CHARS = frozenset("*?[")
@@ -260,6 +261,10 @@ class GroupSummary:
     final_std: float
     reached: int = 0
     """Runs whose smoothed return reached the threshold (0 without one)."""
+    iqm: float | None = None
+    """Interquartile mean of the runs' final returns, with 3 runs or more (`reports.stats`)."""
+    iqm_ci: tuple[float, float] | None = None
+    """Its 95% percentile bootstrap interval over runs."""
     steps_to_threshold: float | None = None
     seconds_to_threshold: float | None = None
 
@@ -286,6 +291,8 @@ def summarize(group: Group, last: int = 100, threshold: float | None = None, win
         final_mean=float(finals.mean()),
         final_std=float(finals.std()),
     )
+    if len(finals) >= MIN_RUNS:
+        summary.iqm, summary.iqm_ci = iqm(finals), bootstrap_ci(finals)
     if threshold is not None:
         reaches = [r for r in (first_reach(run, threshold, window) for run in group.runs) if r is not None]
         summary.reached = len(reaches)

@@ -29,11 +29,16 @@ def table_rows(
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of strings; the threshold columns only when a threshold was given."""
     header = ["group", "env", "runs", "episodes", f"final return (last {last})"]
+    with_iqm = any(s.iqm is not None for s in summaries)
+    if with_iqm:
+        header += ["IQM [95% CI]"]
     if threshold is not None:
         header += [f"steps to {threshold:g}", f"time to {threshold:g}"]
     rows = []
     for s in summaries:
         row = [s.label, s.env, str(s.runs), f"{s.episodes:,}", f"{s.final_mean:.3f} ± {s.final_std:.3f}"]
+        if with_iqm:
+            row += [MISSING if s.iqm is None else f"{s.iqm:.3f} [{s.iqm_ci[0]:.3f}, {s.iqm_ci[1]:.3f}]"]
         if threshold is not None:
             if s.reached:
                 row += [
@@ -69,6 +74,9 @@ CSV_FIELDS = [
     "last_episodes",
     "final_mean",
     "final_std",
+    "iqm",
+    "iqm_ci_low",
+    "iqm_ci_high",
     "threshold",
     "reached",
     "steps_to_threshold",
@@ -93,6 +101,9 @@ def write_csv(path: str | Path, summaries: Sequence[GroupSummary], threshold: fl
                     last,
                     repr(s.final_mean),
                     repr(s.final_std),
+                    "" if s.iqm is None else repr(s.iqm),
+                    "" if s.iqm_ci is None else repr(s.iqm_ci[0]),
+                    "" if s.iqm_ci is None else repr(s.iqm_ci[1]),
                     "" if threshold is None else repr(threshold),
                     s.reached if threshold is not None else "",
                     "" if s.steps_to_threshold is None else repr(s.steps_to_threshold),

@@ -4,9 +4,12 @@ for Python."""
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,8 @@ from agents import Evaluate, StopAfter, StopAtReturn, get_agent_class, load, mak
 from agents.base import Agent, TrainResult
 from agents.callbacks import Callback, CheckpointEvery
 from core.errors import ConfigError, SuiteError
+from core.resources import die_with_parent, usable_cores
+from core.seeding import check_seed
 
 
 @dataclass
@@ -129,3 +134,59 @@ def run(options: RunOptions) -> TrainResult:
 def train(agent: str, **kwargs: Any) -> TrainResult:
     """`train.py` from Python: `train("qtable", env_id="Taxi-v4", steps=50_000, progress=False)`."""
     return run(RunOptions(agent=agent, **kwargs))
+
+
+def seed_run_name(options: RunOptions, seed: int, stamp: str) -> str:
+    """`NAME__seed<S>` with --name, else the usual `env__agent__seed__time` (one time for all seeds), so
+    `compare.py` finds them as one group (same agent, same env)."""
+    if options.name:
+        return f"{options.name}__seed{seed}"
+    env = re.sub(r"[^A-Za-z0-9_.-]", "-", options.env_id or get_agent_class(options.agent).default_env)
+    return f"{env}__{options.agent}__{seed}__{stamp}"
+
+
+def parallel_runs(options: RunOptions, seeds: int) -> int:
+    """How many seeds can train at once: the machine's cores over the cores one run keeps busy."""
+    hyperparameters, env_settings = split_overrides(options.overrides)
+    probe = make(options.agent, options.env_id, env_kwargs=options.env_kwargs, env_settings=env_settings,
+                 device=options.device, **hyperparameters)  # fmt: skip
+    return max(1, min(seeds, usable_cores() // max(1, probe.cores_used())))
+
+
+def _run_one(options: RunOptions) -> TrainResult:
+    result = run(options)
+    return replace(result, agent_object=None)  # results cross back between processes
+
+
+def _init_seed_process(parent: int) -> None:
+    die_with_parent(parent)
+
+
+def run_seeds(options: RunOptions, seeds: list[int]) -> list[TrainResult]:
+    """One run per seed: at once where the agent leaves cores free (`parallel_runs`), else one after
+    another. Ctrl-C stops every run cleanly, each with its checkpoint."""
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct, not {seeds}")
+    for seed in seeds:
+        check_seed(seed)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    per_seed = [replace(options, seed=s, name=seed_run_name(options, s, stamp)) for s in seeds]
+    for each in per_seed:  # every run is checked before the first starts
+        if (Path(each.runs_dir) / each.name).exists():
+            raise SuiteError(f"run directory {Path(each.runs_dir) / each.name} already exists")
+    at_once = parallel_runs(options, len(seeds))
+    if at_once == 1:
+        results = []
+        for each in per_seed:
+            results.append(run(each))
+            if results[-1].interrupted:
+                break
+        return results
+    with ProcessPoolExecutor(at_once, mp_context=get_context("spawn"), initializer=_init_seed_process,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip
+        futures = [pool.submit(_run_one, replace(each, progress=False)) for each in per_seed]
+        while True:
+            try:  # the runs stop themselves on Ctrl-C (each has its session): wait for their checkpoints
+                return [future.result() for future in futures]
+            except KeyboardInterrupt:
+                continue

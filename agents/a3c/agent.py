@@ -72,6 +72,9 @@ class A3CAgent(Agent[A3CConfig]):
     def num_workers(self) -> int:
         return self.config.num_workers or usable_cores()
 
+    def cores_used(self) -> int:
+        return self.num_workers
+
     def check_machine(self) -> None:
         check_fits("num_workers", self.num_workers, PROCESS_BYTES, "each worker is a process with torch and an env")
 

@@ -81,6 +81,12 @@ class NeatAgent(Agent[NeatConfig]):
         except gym.error.Error:
             return None
 
+    def cores_used(self) -> int:
+        c = self.config
+        if c.backend == "local" and not numpy_batch_available(self.env_config):
+            return c.num_workers or usable_cores()
+        return 1
+
     def check_machine(self) -> None:
         c = self.config
         if c.backend == "local" and not numpy_batch_available(self.env_config):
