@@ -70,6 +70,9 @@ class Agent(ABC, Generic[C]):
     """Env steps of a run per env id, where they differ from `default_steps`."""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     """Per-env hyperparameter overrides, as data: `{"Taxi-v4": {"learning_rate": 0.5}}`."""
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
+    """What `train.py AGENT --optimize` searches, as data: `{"gamma": {"low": 0.9, "high": 0.999}}`
+    (`"log": True` for a log scale; `{"choices": [...]}` for a categorical)."""
 
     def __init__(
         self,

@@ -156,6 +156,19 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
     default_steps = 50_000
     step_budgets = {"Acrobot-v1": 100_000, "ALE/Pong-v5": 10_000_000, "ALE/Breakout-v5": 10_000_000}
     """RL Zoo's budgets (hyperparams/dqn.yml)."""
+    search_space = {  # after RL Zoo's DQN sampler (rl_zoo3/hyperparams_opt.py)
+        "learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
+        "batch_size": {"choices": [16, 32, 64, 128, 256]},
+        "buffer_size": {"choices": [10_000, 50_000, 100_000]},
+        "gamma": {"choices": [0.9, 0.95, 0.98, 0.99, 0.995, 0.999]},
+        "train_freq": {"choices": [1, 4, 8, 16, 128, 256]},
+        "gradient_steps": {"choices": [1, 4, 8, 16, 128]},
+        "target_update_interval": {"choices": [1, 10, 100, 1_000, 10_000]},
+        "exploration_fraction": {"low": 0.0, "high": 0.5},
+        "exploration_final_eps": {"low": 0.0, "high": 0.2},
+        "learning_starts": {"choices": [0, 1_000, 5_000]},
+        "hidden_sizes": {"choices": ["64", "64,64", "256,256"]},
+    }
     presets = {
         # The defaults are RL Zoo's CartPole values (hyperparams/dqn.yml, 5e4 steps). With their constant
         # 2.3e-3 the greedy policy often collapses in the last 10k steps (20-episode eval at 50k, seeds 1-3:

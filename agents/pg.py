@@ -202,6 +202,13 @@ class PolicyGradientAgent(Agent[PGConfig]):
     default_env = "ALE/Pong-v5"
     default_steps = 20_000_000
     step_budgets = {"CartPole-v1": 100_000, "Acrobot-v1": 100_000}
+    search_space = {
+        "learning_rate": {"low": 1e-5, "high": 3e-2, "log": True},
+        "batch_size": {"low": 1, "high": 20},
+        "gamma": {"choices": [0.9, 0.95, 0.98, 0.99, 0.995]},
+        "hidden_size": {"low": 16, "high": 400, "log": True},
+        "decay_rate": {"choices": [0.9, 0.99, 0.999]},
+    }
     presets = {
         "ALE/Pong-v5": {"action_subset": (2, 3), "reset_at_reward": True},
         "PongNoFrameskip-v4": {"action_subset": (2, 3), "reset_at_reward": True},

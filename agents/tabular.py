@@ -45,6 +45,13 @@ class DiscreteQAgent(StepwiseAgent[C]):
 
     default_env = "FrozenLake-v1"
     default_steps = 150_000
+    search_space = {
+        "learning_rate": {"low": 0.01, "high": 1.0, "log": True},
+        "learning_rate_end": {"low": 0.001, "high": 0.1, "log": True},
+        "gamma": {"low": 0.9, "high": 0.999},
+        "epsilon_end": {"low": 0.0, "high": 0.2},
+        "decay_steps": {"low": 1_000, "high": 200_000, "log": True},
+    }
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:

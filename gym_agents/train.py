@@ -76,6 +76,13 @@ def train(
     video_every: Annotated[
         int | None, typer.Option(help="Record one evaluation episode to <run>/videos every N env steps.")
     ] = None,
+    optimize: Annotated[
+        bool, typer.Option("--optimize", help="Search hyperparameters with Optuna (pip install -e '.[optuna]').")
+    ] = False,
+    trials: Annotated[int, typer.Option(help="Trials of the --optimize study (a resumed study counts its own).")] = 20,
+    preset: Annotated[
+        Path | None, typer.Option(help="Hyperparameters from a preset file (best.json of --optimize), before --set.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     help_: Annotated[
         bool, typer.Option("--help", "-h", help="Show this message (and AGENT's hyperparameters).")
@@ -101,7 +108,7 @@ def train(
         name=name,
         runs_dir=runs_dir,
         device=device,
-        overrides=parse_overrides(set_ or []),
+        overrides={**_preset(preset, agent), **parse_overrides(set_ or [])},
         resume=resume,
         checkpoint_every=checkpoint_every,
         max_minutes=max_minutes,
@@ -111,6 +118,17 @@ def train(
         video_every=video_every,
         progress=progress,
     )
+    if optimize:
+        if resume is not None or seed_list is not None:
+            raise fail("--optimize runs its own trials; it takes neither --resume nor --seeds")
+        from trainer.optimize import optimize as search  # noqa: PLC0415
+
+        found = search(options, trials, say=typer.echo)
+        typer.echo(f"best of {found.trials} trials ({found.pruned} pruned): {found.best_value:.4g}")
+        typer.echo(f"Train with it: {found.set_line(agent)}")
+        typer.echo(f"or: python train.py {agent} --preset {found.preset_file}")
+        typer.echo(str(found.study_dir))
+        return
     if seed_list is not None:
         if resume is not None:
             raise fail("--seeds starts new runs; resume each run with --resume")
@@ -128,6 +146,14 @@ def train(
         typer.echo(f"Stopped early: {result.stop_reason}")
     typer.echo(f"Evaluate: python evaluate.py {result.run_dir}   Curves: tensorboard --logdir {result.run_dir.parent}")
     typer.echo(str(result.run_dir))
+
+
+def _preset(path: Path | None, agent: str) -> dict:
+    if path is None:
+        return {}
+    from trainer.optimize import read_preset  # noqa: PLC0415
+
+    return read_preset(path, agent)
 
 
 def _seed_list(seeds: str | None, extra: list[str]) -> list[int] | None:

@@ -34,6 +34,13 @@ class A3CAgent(Agent[A3CConfig]):
     default_env = "VizdoomBasic-v1"
     default_steps = 500_000
     step_budgets = {"CartPole-v1": 200_000}
+    search_space = {
+        "learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
+        "t_max": {"choices": [5, 10, 20, 30, 50]},
+        "gamma": {"choices": [0.9, 0.95, 0.98, 0.99, 0.995]},
+        "entropy_coef": {"low": 0.0, "high": 0.05},
+        "gae_lambda": {"choices": [0.9, 0.95, 1.0]},
+    }
     presets = {
         # Juliani's reward scale; a 3x larger step than his 1e-4 reaches the target within minutes.
         "VizdoomBasic-v1": {"reward_scale": 0.01, "learning_rate": 3e-4},

@@ -40,6 +40,13 @@ class NeatAgent(Agent[NeatConfig]):
     default_steps = 2_000_000
     step_budgets = {"LunarLander-v3": 100_000_000}
     """Runs stop earlier, once the champion reaches the env's fitness threshold."""
+    search_space = {
+        "compatibility_threshold": {"low": 1.0, "high": 5.0},
+        "add_node_rate": {"low": 0.01, "high": 0.2, "log": True},
+        "add_connection_rate": {"low": 0.01, "high": 0.3, "log": True},
+        "max_stagnation": {"low": 5, "high": 30},
+        "weight_limit": {"choices": [5.0, 10.0, 30.0]},
+    }
     presets = {
         # XOR is deterministic, so one episode tells the fitness, and so cheap that worker
         # processes would cost more than they save.

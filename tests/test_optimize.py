@@ -1,0 +1,79 @@
+"""Hyperparameter search: a tiny Optuna study of qtable on FrozenLake finishes, prunes, and resumes from
+its SQLite file after an interruption; its best trial comes out as a --set line and a preset file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gym_agents import train
+from gym_agents.cli import run_app
+
+optuna = pytest.importorskip("optuna", reason="the search is an optional extra: pip install -e '.[optuna]'")
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = ["qtable", "--optimize", "--steps", "10000", "--eval-episodes", "40", "--seed", "3", "--no-progress"]
+
+
+def finished(study_db: Path) -> list:
+    study = optuna.load_study(study_name="FrozenLake-v1__qtable__optimize", storage=f"sqlite:///{study_db}")
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.trials if t.state in states]
+
+
+@pytest.mark.slow
+def test_a_study_prunes_is_interrupted_and_resumes(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    study_db = runs / "FrozenLake-v1__qtable__optimize" / "study.db"
+    search = subprocess.Popen(
+        [sys.executable, "train.py", *SEARCH, "--trials", "12", "--runs-dir", str(runs)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (study_db.exists() and len(finished(study_db)) >= 3):
+            time.sleep(0.2)
+        os.killpg(search.pid, signal.SIGINT)  # Ctrl-C in the middle of the search
+        out, err = search.communicate(timeout=60)
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+    assert search.returncode == 0, err
+    assert "Interrupted; the study is saved" in out
+    before = len(finished(study_db))
+    assert 3 <= before < 12
+    # The same command again goes on from the SQLite file up to 12 finished trials.
+    code = run_app(train.app, [*SEARCH, "--trials", "12", "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert code == 0 and f"{before} trials done, {12 - before} to go" in out
+    trials = finished(study_db)
+    assert len(trials) == 12
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    line = next(line for line in out.splitlines() if line.startswith("Train with it: python train.py qtable --set"))
+    preset = json.loads((runs / "FrozenLake-v1__qtable__optimize" / "best.json").read_text())
+    best = max((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert preset["hyperparameters"] == best.params and preset["value"] == best.value
+    assert all(f"--set {k}=" in line for k in best.params)
+    # The preset file trains a run with those values.
+    preset_file = str(runs / "FrozenLake-v1__qtable__optimize" / "best.json")
+    argv = ["qtable", "--preset", preset_file, "--steps", "1000", "--runs-dir", str(runs), "--name", "tuned"]
+    code = run_app(train.app, [*argv, "--no-progress"])
+    assert code == 0
+    config = json.loads((runs / "tuned" / "config.json").read_text())["agent_config"]
+    assert config["gamma"] == pytest.approx(best.params["gamma"])
+
+
+def test_optimize_refuses_what_it_cannot_do(tmp_path, capsys):
+    code = run_app(train.app, [*SEARCH, "--trials", "0", "--runs-dir", str(tmp_path)])
+    assert code == 2 and "--trials must be at least 1" in capsys.readouterr().err
+    code = run_app(train.app, ["qtable", "--optimize", "--seeds", "1", "2", "--runs-dir", str(tmp_path)])
+    assert code == 2 and "neither --resume nor --seeds" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text(json.dumps({"agent": "dqn", "hyperparameters": {}}))
+    code = run_app(train.app, ["qtable", "--preset", str(tmp_path / "bad.json"), "--runs-dir", str(tmp_path)])
+    assert code == 2 and "is a preset for dqn, not qtable" in capsys.readouterr().err
