@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def suggest(trial: Any, config_cls: type, space: dict[str, dict[str, Any]]) -> d
 
 
 class Pruning(Callback):
-    """Reports each evaluation's mean return to the trial; stops the run when the median pruner says so."""
+    """Reports each evaluation's mean return to the trial; stops the run when the median pruner says so.
+    It follows the run's `Evaluate` callback, which comes first in the list, so its newest result is there."""
 
     def __init__(self, trial: Any, evaluation: Evaluate):
         self.trial, self.evaluation = trial, evaluation
@@ -79,7 +81,6 @@ class Pruning(Callback):
         self.pruned = False
 
     def on_step(self, ctx) -> None:
-        # The evaluation callback runs first (it is earlier in the list), so its newest result is here.
         for step, mean, _ in self.evaluation.history[self.reported :]:
             self.trial.report(mean, step)
             self.reported += 1
@@ -88,31 +89,86 @@ class Pruning(Callback):
                 ctx.request_stop(f"trial {self.trial.number} pruned at step {step}")
 
 
-def optimize(options: RunOptions, trials: int, say=print) -> SearchResult:
-    """Run the study until it holds `trials` finished trials; returns the best."""
+@dataclass
+class Plan:
+    """What a search trains: the same for the local Optuna study and for Ray Tune."""
+
+    options: RunOptions
+    agent_cls: type
+    space: dict[str, dict[str, Any]]
+    """The agent's search space less what --set fixes."""
+    fixed: dict[str, Any]
+    env_settings: dict[str, Any]
+    env_id: str
+    steps: int
+    every: int
+    name: str
+    study_dir: Path
+
+    @classmethod
+    def of(cls, options: RunOptions, trials: int) -> Plan:
+        agent_cls = get_agent_class(options.agent)
+        if not agent_cls.search_space:
+            raise ConfigError(f"{options.agent} has no search space")
+        if trials < 1:
+            raise ConfigError(f"--trials must be at least 1, not {trials}")
+        fixed, env_settings = split_overrides(options.overrides)
+        space = {k: v for k, v in agent_cls.search_space.items() if k not in fixed}  # --set fixes a value
+        env_id = options.env_id or agent_cls.default_env
+        steps = options.steps or agent_cls.steps_for(env_id)
+        name = options.name or f"{env_id.replace('/', '-').replace(':', '-')}__{options.agent}__optimize"
+        return cls(options, agent_cls, space, fixed, env_settings, env_id, steps,
+                   options.eval_every or max(1, steps // EVALUATIONS), name, Path(options.runs_dir) / name)  # fmt: skip
+
+    def train(
+        self, params: dict[str, Any], seed: int, run_dir: Path | None, follow: Callable[[Evaluate], Callback]
+    ) -> Evaluate:
+        """One trial's run, its evaluations followed by `follow(evaluation)` (pruning, reporting)."""
+        o = self.options
+        agent = make(o.agent, self.env_id, seed=seed, device=o.device, env_kwargs=o.env_kwargs,
+                     env_settings=self.env_settings, **self.fixed, **params)  # fmt: skip
+        evaluation = Evaluate(self.every, o.eval_episodes)
+        result = agent.learn(self.steps, run_dir=run_dir, callbacks=[evaluation, follow(evaluation)])
+        if result.interrupted:
+            raise KeyboardInterrupt
+        return evaluation
+
+    def finish(
+        self, best_params: dict[str, Any], best_value: float, trial: Any, trials: int, pruned: int
+    ) -> SearchResult:
+        params = {**{k: v for k, v in self.fixed.items() if k in self.agent_cls.search_space}, **best_params}
+        preset_file = self.study_dir / "best.json"
+        preset_file.write_text(json.dumps({"agent": self.options.agent, "env": self.env_id, "value": best_value,
+                                           "trial": trial, "hyperparameters": params}, indent=2) + "\n")  # fmt: skip
+        return SearchResult(self.study_dir, float(best_value), params, trials, pruned, preset_file)
+
+
+def score(history: list[tuple[int, float, float]]) -> float:
+    """A trial's score from its evaluations (`Evaluate.history`): the mean of the last two (one alone
+    rewards a policy that peaked at the end by chance)."""
+    return float(np.mean([mean for _, mean, _ in history[-2:]])) if history else -math.inf
+
+
+def optimize(options: RunOptions, trials: int, say=print, ray_address: str | None = None) -> SearchResult:
+    """Run the study until it holds `trials` finished trials; returns the best. With `ray_address` ("" for
+    a local Ray) the trials run on a Ray cluster through Ray Tune's Optuna searcher."""
+    plan = Plan.of(options, trials)
+    if ray_address is not None:
+        from trainer.tune import optimize_on_ray  # noqa: PLC0415  (Ray is an optional extra)
+
+        return optimize_on_ray(plan, trials, ray_address, say)
     optuna = _optuna()
-    cls = get_agent_class(options.agent)
-    if not cls.search_space:
-        raise ConfigError(f"{options.agent} has no search space")
-    if trials < 1:
-        raise ConfigError(f"--trials must be at least 1, not {trials}")
-    hyperparameters, env_settings = split_overrides(options.overrides)
-    fixed = set(hyperparameters) & set(cls.search_space)
-    space = {k: v for k, v in cls.search_space.items() if k not in fixed}  # what --set fixes is not searched
-    env_id = options.env_id or cls.default_env
-    steps = options.steps or cls.steps_for(env_id)
-    every = options.eval_every or max(1, steps // EVALUATIONS)
-    name = options.name or f"{env_id.replace('/', '-').replace(':', '-')}__{options.agent}__optimize"
-    study_dir = Path(options.runs_dir) / name
-    study_dir.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}", heartbeat_interval=10, grace_period=30)
+    plan.study_dir.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{plan.study_dir / 'study.db'}", heartbeat_interval=10, grace_period=30
+    )
     study = optuna.create_study(
-        study_name=name,
+        study_name=plan.name,
         storage=storage,
         load_if_exists=True,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=options.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=every),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=plan.every),
     )
     optuna.storages.fail_stale_trials(study)  # a trial of a killed search is not left running forever
 
@@ -121,26 +177,25 @@ def optimize(options: RunOptions, trials: int, say=print) -> SearchResult:
         return [t for t in study.trials if t.state in done]
 
     def objective(trial: Any) -> float:
-        params = suggest(trial, cls.Config, space)
+        params = suggest(trial, plan.agent_cls.Config, plan.space)
+        pruning: list[Pruning] = []
+
+        def prune(evaluation: Evaluate) -> Pruning:
+            pruning.append(Pruning(trial, evaluation))
+            return pruning[0]
+
         # Each trial its own seed: settings that only suit one seed's luck do not win the search.
-        agent = make(options.agent, env_id, seed=options.seed + trial.number, device=options.device,
-                     env_kwargs=options.env_kwargs, env_settings=env_settings, **hyperparameters, **params)  # fmt: skip
-        evaluation = Evaluate(every, options.eval_episodes)
-        pruning = Pruning(trial, evaluation)
-        result = agent.learn(steps, run_dir=study_dir / f"trial-{trial.number}", callbacks=[evaluation, pruning])
-        if result.interrupted:
-            raise KeyboardInterrupt
-        if pruning.pruned:
-            say(f"trial {trial.number}: pruned at step {pruning.evaluation.history[-1][0]:,}")
+        evaluation = plan.train(params, options.seed + trial.number, plan.study_dir / f"trial-{trial.number}", prune)
+        if pruning[0].pruned:
+            say(f"trial {trial.number}: pruned at step {evaluation.history[-1][0]:,}")
             raise optuna.TrialPruned()
-        # The mean of the last two evaluations: one alone rewards a policy that peaked at the end by chance.
-        value = float(np.mean([mean for _, mean, _ in evaluation.history[-2:]])) if evaluation.history else -math.inf
+        value = score(evaluation.history)
         say(f"trial {trial.number}: {value:.4g}  " + " ".join(f"{k}={_plain(v)}" for k, v in params.items()))
         return value
 
     left = trials - len(finished())
     if left > 0:
-        say(f"study {study_dir / 'study.db'}: {len(finished())} trials done, {left} to go")
+        say(f"study {plan.study_dir / 'study.db'}: {len(finished())} trials done, {left} to go")
         try:
             study.optimize(objective, n_trials=left, catch=())
         except KeyboardInterrupt:
@@ -150,12 +205,8 @@ def optimize(options: RunOptions, trials: int, say=print) -> SearchResult:
     if not complete:
         raise SuiteError("no trial finished unpruned; run more trials or a longer --steps")
     best = max(complete, key=lambda t: t.value)
-    params = {**{k: v for k, v in hyperparameters.items() if k in cls.search_space}, **best.params}
-    preset_file = study_dir / "best.json"
-    preset_file.write_text(json.dumps({"agent": options.agent, "env": env_id, "value": best.value,
-                                       "trial": best.number, "hyperparameters": params}, indent=2) + "\n")  # fmt: skip
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in done)
-    return SearchResult(study_dir, float(best.value), params, len(done), pruned, preset_file)
+    return plan.finish(best.params, best.value, best.number, len(done), pruned)
 
 
 def read_preset(path: str | Path, agent: str) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""The hyperparameter search on a Ray cluster: Ray Tune runs the trials as actors wherever the cluster has
+a free CPU, its `OptunaSearch` proposes them with the same TPE sampler and search space as the local study,
+and its `MedianStoppingRule` stops those below the median evaluation, as the local median pruner does.
+`train.py AGENT --optimize --ray-address HOST:PORT` (or $RAY_ADDRESS); Ray Tune's experiment directory
+in the runs directory lets the same command resume an interrupted search. Needs `pip install -e '.[ray]'`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from agents.callbacks import Callback
+from agents.evaluation import Evaluate
+from core.errors import SuiteError
+from trainer.optimize import Plan, SearchResult, _optuna, _plain, score, suggest
+
+METRIC = "score"
+
+
+class TuneReport(Callback):
+    """Hands each evaluation to Ray Tune (which may stop the trial there)."""
+
+    def __init__(self, evaluation: Evaluate):
+        self.evaluation, self.step_interval, self.reported = evaluation, evaluation.step_interval, 0
+
+    def on_step(self, ctx) -> None:
+        from ray import tune  # noqa: PLC0415
+
+        for step, _, _ in self.evaluation.history[self.reported :]:
+            self.reported += 1
+            tune.report({METRIC: score(self.evaluation.history[: self.reported]), "step": step})
+
+
+def optimize_on_ray(plan: Plan, trials: int, address: str, say=print) -> SearchResult:
+    optuna = _optuna()
+    try:
+        import ray  # noqa: PLC0415
+        from ray import tune  # noqa: PLC0415
+        from ray.tune.schedulers import MedianStoppingRule  # noqa: PLC0415
+        from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
+    except ImportError:
+        raise SuiteError("--ray-address needs Ray Tune: pip install -e '.[ray,optuna]'") from None
+    from agents.ray_cluster import connect  # noqa: PLC0415
+
+    started = connect(address)
+    plan.study_dir.mkdir(parents=True, exist_ok=True)
+    storage = str(plan.study_dir.resolve())
+
+    def trainable(config: dict[str, Any]) -> None:
+        params = {k: v for k, v in config.items() if k in plan.space}
+        trial_dir = Path(tune.get_context().get_trial_dir())
+        index = tune.get_context().get_trial_id().rsplit("_", 1)[-1]  # "..._00003": the trial's number
+        seed = plan.options.seed + (int(index) if index.isdigit() else 0)
+        plan.train(params, seed, trial_dir / "run", TuneReport)
+
+    def space(trial: Any) -> None:
+        suggest(trial, plan.agent_cls.Config, plan.space)
+
+    try:
+        experiment = Path(storage) / "tune"
+        if tune.Tuner.can_restore(str(experiment)):
+            say(f"resuming the Ray Tune search in {experiment}")
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            searcher = OptunaSearch(space=space, metric=METRIC, mode="max", sampler=optuna.samplers.TPESampler(
+                seed=plan.options.seed))  # fmt: skip
+            stopping = MedianStoppingRule(time_attr="step", metric=METRIC, mode="max", grace_period=plan.every,
+                                          min_samples_required=2)  # fmt: skip
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, {"cpu": 1}),
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=stopping, num_samples=trials),
+                run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0),
+            )
+        results = tuner.fit()
+        finished = [r for r in results if r.metrics and METRIC in r.metrics]
+        if not finished:
+            raise SuiteError("no Ray Tune trial reported an evaluation; run a longer --steps")
+        best = max(finished, key=lambda r: r.metrics[METRIC])
+        stopped = sum(r.metrics.get("step", math.inf) < plan.steps - plan.every for r in finished)
+        for r in finished:
+            params = " ".join(f"{k}={_plain(v)}" for k, v in r.config.items() if k in plan.space)
+            say(f"trial {r.path.rsplit('/', 1)[-1][:40]}: {r.metrics[METRIC]:.4g}  {params}")
+        best_params = {k: v for k, v in best.config.items() if k in plan.space}
+        return plan.finish(best_params, best.metrics[METRIC], best.path, len(finished), stopped)
+    finally:
+        if started:
+            ray.shutdown()
