@@ -9,6 +9,7 @@ python train.py qtable --resume runs/FrozenLake-v1__qtable__1__20260101-120000
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -80,6 +81,13 @@ def train(
         bool, typer.Option("--optimize", help="Search hyperparameters with Optuna (pip install -e '.[optuna]').")
     ] = False,
     trials: Annotated[int, typer.Option(help="Trials of the --optimize study (a resumed study counts its own).")] = 20,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="--optimize on this Ray cluster with Ray Tune ('local': a local Ray; default $RAY_ADDRESS).",
+            show_default=False,
+        ),  # fmt: skip
+    ] = None,
     preset: Annotated[
         Path | None, typer.Option(help="Hyperparameters from a preset file (best.json of --optimize), before --set.")
     ] = None,
@@ -123,7 +131,10 @@ def train(
             raise fail("--optimize runs its own trials; it takes neither --resume nor --seeds")
         from trainer.optimize import optimize as search  # noqa: PLC0415
 
-        found = search(options, trials, say=typer.echo)
+        address = ray_address or os.environ.get("RAY_ADDRESS")
+        found = search(
+            options, trials, say=typer.echo, ray_address=None if address is None else address.replace("local", "")
+        )
         typer.echo(f"best of {found.trials} trials ({found.pruned} pruned): {found.best_value:.4g}")
         typer.echo(f"Train with it: {found.set_line(agent)}")
         typer.echo(f"or: python train.py {agent} --preset {found.preset_file}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,3 +78,24 @@ def test_optimize_refuses_what_it_cannot_do(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"agent": "dqn", "hyperparameters": {}}))
     code = run_app(train.app, ["qtable", "--preset", str(tmp_path / "bad.json"), "--runs-dir", str(tmp_path)])
     assert code == 2 and "is a preset for dqn, not qtable" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_search_runs_on_a_local_ray_cluster_through_ray_tune(tmp_path, capsys):
+    pytest.importorskip("ray.tune", reason="needs the [ray] extra")
+    runs = tmp_path / "runs"
+    code = run_app(train.app, [*SEARCH, "--trials", "4", "--steps", "4000", "--ray-address", "local",
+                               "--runs-dir", str(runs)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    study = runs / "FrozenLake-v1__qtable__optimize"
+    preset = json.loads((study / "best.json").read_text())
+    assert set(preset["hyperparameters"]) == {
+        "learning_rate",
+        "learning_rate_end",
+        "gamma",
+        "epsilon_end",
+        "decay_steps",
+    }
+    assert re.search(r"best of 4 trials \(\d pruned\)", out)
+    assert len(list((study / "tune").glob("trainable_*"))) == 4

@@ -8,6 +8,7 @@ in the runs directory lets the same command resume an interrupted search. Needs 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,16 @@ class TuneReport(Callback):
             tune.report({METRIC: score(self.evaluation.history[: self.reported]), "step": step})
 
 
+class DefineByRun:
+    """The search space as Optuna's define-by-run function (a class, so Ray Tune can pickle its searcher)."""
+
+    def __init__(self, config_cls: type, space: dict[str, dict[str, Any]]):
+        self.config_cls, self.space = config_cls, space
+
+    def __call__(self, trial: Any) -> None:
+        suggest(trial, self.config_cls, self.space)
+
+
 def optimize_on_ray(plan: Plan, trials: int, address: str, say=print) -> SearchResult:
     optuna = _optuna()
     try:
@@ -51,25 +62,28 @@ def optimize_on_ray(plan: Plan, trials: int, address: str, say=print) -> SearchR
     def trainable(config: dict[str, Any]) -> None:
         params = {k: v for k, v in config.items() if k in plan.space}
         trial_dir = Path(tune.get_context().get_trial_dir())
-        index = tune.get_context().get_trial_id().rsplit("_", 1)[-1]  # "..._00003": the trial's number
-        seed = plan.options.seed + (int(index) if index.isdigit() else 0)
+        # Each trial its own seed, from its counter in Ray's trial name ("trainable_<id>_<n>_<params>").
+        counter = re.search(r"_(\d+)_", tune.get_context().get_trial_name())
+        seed = plan.options.seed + (int(counter.group(1)) if counter else 0)
         plan.train(params, seed, trial_dir / "run", TuneReport)
 
-    def space(trial: Any) -> None:
-        suggest(trial, plan.agent_cls.Config, plan.space)
-
+    trainable_on_one_cpu = tune.with_resources(trainable, {"cpu": 1})
     try:
         experiment = Path(storage) / "tune"
         if tune.Tuner.can_restore(str(experiment)):
             say(f"resuming the Ray Tune search in {experiment}")
-            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(
+                str(experiment), trainable_on_one_cpu, resume_unfinished=True, resume_errored=True
+            )
         else:
-            searcher = OptunaSearch(space=space, metric=METRIC, mode="max", sampler=optuna.samplers.TPESampler(
-                seed=plan.options.seed))  # fmt: skip
+            sampler = optuna.samplers.TPESampler(seed=plan.options.seed)
+            searcher = OptunaSearch(DefineByRun(plan.agent_cls.Config, plan.space), METRIC, "max", sampler=sampler)
+            # min_time_slice: a trial is never paused to give others a turn (a function trainable would
+            # restart from scratch); it runs to its end or is stopped below the median.
             stopping = MedianStoppingRule(time_attr="step", metric=METRIC, mode="max", grace_period=plan.every,
-                                          min_samples_required=2)  # fmt: skip
+                                          min_samples_required=2, min_time_slice=math.inf)  # fmt: skip
             tuner = tune.Tuner(
-                tune.with_resources(trainable, {"cpu": 1}),
+                trainable_on_one_cpu,
                 tune_config=tune.TuneConfig(search_alg=searcher, scheduler=stopping, num_samples=trials),
                 run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=0),
             )
@@ -78,7 +92,7 @@ def optimize_on_ray(plan: Plan, trials: int, address: str, say=print) -> SearchR
         if not finished:
             raise SuiteError("no Ray Tune trial reported an evaluation; run a longer --steps")
         best = max(finished, key=lambda r: r.metrics[METRIC])
-        stopped = sum(r.metrics.get("step", math.inf) < plan.steps - plan.every for r in finished)
+        stopped = sum(r.metrics.get("step", 0) < plan.steps for r in finished)
         for r in finished:
             params = " ".join(f"{k}={_plain(v)}" for k, v in r.config.items() if k in plan.space)
             say(f"trial {r.path.rsplit('/', 1)[-1][:40]}: {r.metrics[METRIC]:.4g}  {params}")
