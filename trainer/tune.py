@@ -15,7 +15,7 @@ from typing import Any
 from agents.callbacks import Callback
 from agents.evaluation import Evaluate
 from core.errors import SuiteError
-from trainer.optimize import Plan, SearchResult, _optuna, _plain, score, suggest
+from trainer.search import Plan, SearchResult, optuna_module, plain, score, suggest
 
 METRIC = "score"
 
@@ -45,7 +45,7 @@ class DefineByRun:
 
 
 def optimize_on_ray(plan: Plan, trials: int, address: str, say=print) -> SearchResult:
-    optuna = _optuna()
+    optuna = optuna_module()
     try:
         import ray  # noqa: PLC0415
         from ray import tune  # noqa: PLC0415
@@ -94,7 +94,7 @@ def optimize_on_ray(plan: Plan, trials: int, address: str, say=print) -> SearchR
         best = max(finished, key=lambda r: r.metrics[METRIC])
         stopped = sum(r.metrics.get("step", 0) < plan.steps for r in finished)
         for r in finished:
-            params = " ".join(f"{k}={_plain(v)}" for k, v in r.config.items() if k in plan.space)
+            params = " ".join(f"{k}={plain(v)}" for k, v in r.config.items() if k in plan.space)
             say(f"trial {r.path.rsplit('/', 1)[-1][:40]}: {r.metrics[METRIC]:.4g}  {params}")
         best_params = {k: v for k, v in best.config.items() if k in plan.space}
         return plan.finish(best_params, best.metrics[METRIC], best.path, len(finished), stopped)
