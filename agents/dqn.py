@@ -20,7 +20,7 @@ from torch import nn
 from agents.base import StepwiseAgent, require_discrete
 from agents.context import TrainContext
 from agents.networks import adam, is_image_space, make_torso
-from agents.replay import ReplayBatch, ReplayBuffer
+from agents.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
 from core.errors import ConfigError, IncompatibleEnvError
 from core.resources import check_fits, torch_threads, total_memory, usable_cores
@@ -70,6 +70,16 @@ class DQNConfig:
     """Dueling head (Wang et al. 2016): Q = V + A - mean(A)."""
     n_step: int = 1
     """Steps of real rewards before bootstrapping (Sutton 1988; Hessel et al. 2018 use 3)."""
+    prioritized: bool = False
+    """Prioritized replay (Schaul et al. 2016): draw transitions in proportion to their TD error."""
+    priority_alpha: float = 0.5
+    """How strongly priorities skew the draw (0: uniform; Rainbow: 0.5)."""
+    priority_beta0: float = 0.4
+    """Importance-weight exponent at the start, annealed linearly to 1 by the run's end (Schaul et al.: 0.4)."""
+    priority_eps: float = 1e-6
+    """Added to |TD error| so that no transition's priority is 0."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon (torch: 1e-8; Rainbow on Atari: 1.5e-4, which damps steps of rarely seen states)."""
     save_replay: bool = False
     """Put the replay buffer in checkpoints, so a resumed run keeps its memory (large for Atari)."""
     torch_threads: int = 0
@@ -89,6 +99,10 @@ class DQNConfig:
             raise ConfigError("target_update_interval must be >= 1")
         if not 0 <= self.exploration_fraction <= 1:
             raise ConfigError("exploration_fraction must be in [0, 1]")
+        if not (0 <= self.priority_alpha <= 1 and 0 <= self.priority_beta0 <= 1):
+            raise ConfigError("priority_alpha and priority_beta0 must be in [0, 1]")
+        if self.priority_eps <= 0 or self.adam_eps <= 0:
+            raise ConfigError("priority_eps and adam_eps must be positive")
 
 
 _ATARI = {
@@ -205,14 +219,18 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         self.target_network = self._build_network().to(self.device)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
-        self.optimizer = adam(self.q_network.parameters(), config.learning_rate)
+        self.optimizer = adam(self.q_network.parameters(), config.learning_rate, eps=config.adam_eps)
         shape = observation_space.shape
         stack = shape[0] if is_image_space(observation_space) and len(shape) == 3 else 1
         self.replay_bytes = ReplayBuffer.planned_bytes(config.buffer_size, shape, observation_space.dtype, stack)
         # Refused before numpy tries: a buffer larger than the machine's memory can never be filled.
         check_fits("buffer_size", config.buffer_size, self.replay_bytes / config.buffer_size,
                    "each transition keeps its observation in memory", budget=total_memory())  # fmt: skip
-        self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack)
+        if config.prioritized:
+            self.replay = PrioritizedReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack,
+                                                  alpha=config.priority_alpha, eps=config.priority_eps)  # fmt: skip
+        else:
+            self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack)
         self.steps = 0
         self.updates = 0
         self.exploration_steps = 1
@@ -291,16 +309,25 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         # from_numpy shares memory; `.to` copies only when the device is not the CPU.
         return ReplayBatch(*(torch.from_numpy(array).to(self.device, non_blocking=True) for array in batch))
 
-    def loss(self, batch: ReplayBatch) -> torch.Tensor:
+    def loss(self, batch: ReplayBatch, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Huber loss between Q(s, a) and the (n-step, optionally Double DQN) TD target of a batch of
-        tensors (`to_tensors`)."""
+        tensors (`to_tensors`); with `weights` (B,), prioritized replay's importance-weighted mean."""
+        return self.loss_and_errors(batch, weights)[0]
+
+    def loss_and_errors(
+        self, batch: ReplayBatch, weights: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, (B,) |TD errors| without gradient, for the new priorities)."""
         obs, actions, returns, next_obs, terminated, discounts = batch
         with torch.no_grad():
             next_q_target = self.target_network(next_obs)
             next_q_online = self.q_network(next_obs) if self.config.double_q else None
             targets = td_targets(returns, terminated, discounts, next_q_online, next_q_target)
         q_taken = self.q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-        return F.smooth_l1_loss(q_taken, targets)
+        errors = (targets - q_taken).detach().abs()
+        if weights is None:
+            return F.smooth_l1_loss(q_taken, targets), errors
+        return (weights * F.smooth_l1_loss(q_taken, targets, reduction="none")).mean(), errors
 
     def update(self, gradient_steps: int = 1) -> float:
         """`gradient_steps` gradient steps, each on its own replay batch; returns their mean loss.
@@ -314,6 +341,10 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
             lr = linear_schedule(c.learning_rate, c.final_learning_rate, self.schedule_steps, self.steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+        if isinstance(self.replay, PrioritizedReplayBuffer):
+            # Priorities change with every step: each batch is drawn right before its step.
+            beta = linear_schedule(c.priority_beta0, 1.0, max(1, self.schedule_steps), self.steps)
+            return float(torch.stack([self._prioritized_step(beta) for _ in range(gradient_steps)]).mean())
         transition_bytes = 2 * self.replay.frames.itemsize * int(np.prod(self.observation_space.shape))
         per_draw = max(1, min(gradient_steps, SAMPLE_BYTES // (transition_bytes * c.batch_size)))
         losses = []
@@ -327,14 +358,26 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         # One host sync for the round, not one per step (matters on CUDA).
         return float(torch.stack(losses).mean())
 
+    def _prioritized_step(self, beta: float) -> torch.Tensor:
+        c = self.config
+        drawn, slots, weights = self.replay.sample_prioritized(c.batch_size, self.rng, beta, n_step=c.n_step,
+                                                               gamma=c.gamma)  # fmt: skip
+        loss, errors = self.loss_and_errors(self.to_tensors(drawn), torch.from_numpy(weights).to(self.device))
+        self._apply(loss)
+        self.replay.update_priorities(slots, errors.cpu().numpy())
+        return loss.detach()
+
     def _gradient_step(self, batch: ReplayBatch) -> torch.Tensor:
         loss = self.loss(batch)
+        self._apply(loss)
+        return loss.detach()
+
+    def _apply(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.q_network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
-        return loss.detach()
 
     def sync_target(self) -> None:
         with torch.no_grad():

@@ -74,14 +74,14 @@ class FlatMLP(nn.Module):
         return self.body(observations.flatten(1).float())
 
 
-def adam(parameters, lr: float) -> torch.optim.Adam:
+def adam(parameters, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch has one for the parameters' device (CPU since torch
     2.4): one pass over the parameters instead of several foreach passes (docs/performance.md)."""
     parameters = list(parameters)
     try:
-        return torch.optim.Adam(parameters, lr=lr, fused=True)
+        return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(parameters, lr=lr)
+        return torch.optim.Adam(parameters, lr=lr, eps=eps)
 
 
 def is_image_space(space: gym.Space) -> bool:

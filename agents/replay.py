@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from agents.sumtree import SumTree
+
 
 class ReplayBatch(NamedTuple):
     """A sampled batch (numpy). obs/next_obs: (B, *obs_shape) in the observation dtype; actions (B,)
@@ -135,10 +137,20 @@ class ReplayBuffer:
             positions[stale] = rng.integers(oldest, self.added, size=int(stale.sum()))
         raise RuntimeError("replay frame ring too small for these episode lengths")
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, n_step: int = 1, gamma: float = 0.99) -> ReplayBatch:
+    def sample(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        *,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        positions: np.ndarray | None = None,
+    ) -> ReplayBatch:
+        """`batch_size` transitions drawn uniformly (or those at the absolute `positions`)."""
         if self.added == 0:
             raise RuntimeError("cannot sample an empty replay buffer")
-        positions = self._sample_positions(batch_size, rng)
+        if positions is None:
+            positions = self._sample_positions(batch_size, rng)
         slots = positions % self.capacity
         returns = np.zeros(batch_size, np.float32)
         terminated = np.zeros(batch_size, np.float32)
@@ -190,3 +202,64 @@ class ReplayBuffer:
         self.added = int(state["added"])
         self.in_episode = bool(state["in_episode"])
         self._current = int(state["current"])
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Prioritized replay (Schaul et al. 2016, proportional): transition i is drawn with probability
+    P(i) = p_i^alpha / sum_k p_k^alpha, p_i = |TD error| + eps, new transitions at the highest priority
+    seen; the loss of a draw is weighted by (N P(i))^-beta / max over the batch, beta annealed to 1 by the
+    caller. Priorities live in a `SumTree` over the slots of the ring."""
+
+    def __init__(self, capacity: int, observation_shape: tuple[int, ...], dtype: np.dtype | type = np.float32,
+                 *, frame_stack: int = 1, alpha: float = 0.5, eps: float = 1e-6):  # fmt: skip
+        super().__init__(capacity, observation_shape, dtype, frame_stack=frame_stack)
+        self.tree = SumTree(capacity)
+        self.alpha, self.eps = alpha, eps
+        self.max_priority = 1.0
+        """The largest p^alpha given so far: what a new transition gets."""
+
+    def add(self, action: int, reward: float, next_observation: np.ndarray, terminated: bool, truncated: bool) -> None:
+        slot = self.added % self.capacity
+        super().add(action, reward, next_observation, terminated, truncated)
+        self.tree.update(np.array([slot]), np.array([self.max_priority]))
+
+    def _positions_of(self, slots: np.ndarray) -> np.ndarray:
+        """Absolute positions of the transitions now in `slots` (the newest one written to each)."""
+        return slots + self.capacity * ((self.added - 1 - slots) // self.capacity)
+
+    def sample_prioritized(
+        self, batch_size: int, rng: np.random.Generator, beta: float, *, n_step: int = 1, gamma: float = 0.99
+    ) -> tuple[ReplayBatch, np.ndarray, np.ndarray]:
+        """(batch, slots (B,) int64, importance weights (B,) float32)."""
+        if self.added == 0:
+            raise RuntimeError("cannot sample an empty replay buffer")
+        slots = self.tree.sample(batch_size, rng)
+        first_frame = self.frames_added - self.frame_capacity
+        for _ in range(100):  # a transition whose oldest frame was overwritten cannot be stacked: draw again
+            stale = self.frame_pos[slots] - (self.frame_stack - 1) < first_frame
+            if not stale.any():
+                break
+            self.tree.update(slots[stale], np.zeros(int(stale.sum())))  # and it is never drawn again
+            slots[stale] = self.tree.sample(int(stale.sum()), rng)
+        batch = self.sample(batch_size, rng, n_step=n_step, gamma=gamma, positions=self._positions_of(slots))
+        probabilities = self.tree.get(slots) / self.tree.total
+        weights = (len(self) * probabilities) ** -beta
+        return batch, slots, (weights / weights.max()).astype(np.float32)
+
+    def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
+        """New priorities (|TD error| + eps)^alpha for the transitions just learned from."""
+        priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.eps) ** self.alpha
+        self.tree.update(slots, priorities)
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["priorities"] = torch.from_numpy(self.tree.get(np.arange(len(self))).copy())
+        state["max_priority"] = self.max_priority
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        priorities = state["priorities"].numpy()
+        self.tree.update(np.arange(len(priorities)), priorities)
+        self.max_priority = float(state["max_priority"])

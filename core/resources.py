@@ -92,21 +92,21 @@ ENV_BYTES = 16 * 2**20
 
 @contextmanager
 def children_ignore_ctrl_c() -> Iterator[None]:
-    """Processes started inside inherit "ignore SIGINT" (also through spawn's exec): a Ctrl-C, which the
-    terminal sends to the whole process group, then only asks the trainer to stop gracefully, and it
-    closes its workers, instead of killing them mid-step or mid-start-up. Outside the main thread
-    signal dispositions cannot be changed, and are left alone."""
+    """Processes started inside never see Ctrl-C, which a terminal sends to the whole process group: the
+    trainer alone handles it, stops gracefully and closes its workers, instead of their dying mid-step or
+    mid-start-up. SIGINT is blocked while they start, and a child keeps the blocked mask through fork and
+    exec, so the signal stays pending there, never delivered. This process only defers it: a Ctrl-C that
+    comes meanwhile is delivered when the block ends (ignoring it here instead would lose it)."""
     import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
 
-    if threading.current_thread() is not threading.main_thread():
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # Linux: ask the kernel to kill this process when its parent dies (prctl PR_SET_PDEATHSIG).

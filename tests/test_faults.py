@@ -451,3 +451,21 @@ def test_config_json_and_the_checkpoint_of_a_run_agree(tmp_path):
     checkpoint = Checkpoint.read(result.run_dir)
     assert (described["agent"], described["env"], described["seed"]) == ("qtable", "FrozenLake-v1", 4)
     assert (checkpoint.agent, checkpoint.env_config["env_id"], checkpoint.run.seed) == ("qtable", "FrozenLake-v1", 4)
+
+
+def test_a_ctrl_c_while_children_start_is_deferred_not_lost():
+    """While workers start, SIGINT is blocked (children inherit the block and never see it); this
+    process gets it as soon as the start is over."""
+    from core.resources import children_ignore_ctrl_c
+
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append("SIGINT"))
+    try:
+        with children_ignore_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert seen == []  # held back while the children start
+        time.sleep(0.05)
+        assert seen == ["SIGINT"]  # then delivered, not lost
+    finally:
+        signal.signal(signal.SIGINT, previous)
