@@ -243,7 +243,12 @@ class Agent(ABC, Generic[C]):
             self.run_dir = owned.path
             if not any(isinstance(c, CheckpointEvery) for c in callbacks):
                 callbacks.append(CheckpointEvery(max(1, int(steps) // 10)))
-        session = self._session(owned, callbacks, progress)
+        try:
+            session = self._session(owned, callbacks, progress)
+        except BaseException:
+            if owned is not None:
+                owned.close(failed_start=True)
+            raise
         started, wall_before = time.perf_counter(), self.run.wall_time
         try:
             if owned is not None and not (owned.path / CHECKPOINT_DIR / LATEST).exists():
