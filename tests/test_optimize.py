@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gym_agents import train
@@ -99,3 +100,30 @@ def test_the_search_runs_on_a_local_ray_cluster_through_ray_tune(tmp_path, capsy
     }
     assert re.search(r"best of 4 trials \(\d pruned\)", out)
     assert len(list((study / "tune").glob("trainable_*"))) == 4
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_any_moment_of_a_search_is_a_clean_stop(tmp_path):
+    """Within a trial's run or in Optuna's bookkeeping between trials: exit 0, no traceback, a study that
+    loads and goes on."""
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(11)
+    for delay in rng.uniform(1.5, 4.0, size=4):
+        search = subprocess.Popen(
+            [sys.executable, "train.py", *SEARCH, "--trials", "40", "--steps", "4000", "--runs-dir", str(runs)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            time.sleep(delay)
+            os.killpg(search.pid, signal.SIGINT)
+            out, err = search.communicate(timeout=60)
+        finally:
+            if search.poll() is None:
+                os.killpg(search.pid, signal.SIGKILL)
+        assert search.returncode in (0, 2) and "Traceback" not in err, err
+        if search.returncode == 0:  # (2: no trial had finished unpruned yet, said in one line)
+            assert "Interrupted; the study is saved" in out
+        else:
+            assert "no trial finished unpruned" in err
+    study_db = runs / "FrozenLake-v1__qtable__optimize" / "study.db"
+    assert len(finished(study_db)) >= 1

@@ -7,15 +7,45 @@ directory so that an interrupted search resumes. Optuna is an optional extra: `p
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from agents import Evaluate
 from agents.callbacks import Callback
 from core.errors import SuiteError
 from trainer.runner import RunOptions
-from trainer.search import Plan, SearchResult, optuna_module, plain, read_preset, score, suggest
+from trainer.search import (
+    Plan,
+    SearchResult,
+    TrialInterrupted,
+    optuna_module,
+    plain,
+    read_preset,
+    score,
+    suggest,
+)
 
 __all__ = ["optimize", "read_preset"]
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call `stop` instead of raising in whatever code runs (Optuna's bookkeeping
+    breaks when a KeyboardInterrupt lands in it). Off the main thread signals are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Pruning(Callback):
@@ -84,9 +114,20 @@ def optimize(options: RunOptions, trials: int, say=print, ray_address: str | Non
     left = trials - len(finished())
     if left > 0:
         say(f"study {plan.study_dir / 'study.db'}: {len(finished())} trials done, {left} to go")
-        try:
-            study.optimize(objective, n_trials=left, catch=())
-        except KeyboardInterrupt:
+        stopped: list[int] = []
+
+        def stop() -> None:  # Ctrl-C or SIGTERM between trials; within one, its run's session stops it first
+            stopped.append(1)
+            study.stop()
+
+        with stop_on_signals(stop):
+            # A trial whose run was interrupted fails (it is run again on resume) and ends the study.
+            def end_on_failure(_, trial: Any) -> None:
+                if trial.state == optuna.trial.TrialState.FAIL:
+                    stop()
+
+            study.optimize(objective, n_trials=left, catch=(TrialInterrupted,), callbacks=[end_on_failure])
+        if stopped:
             say("Interrupted; the study is saved: run the same command again to go on")
     done = finished()
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]

@@ -20,6 +20,11 @@ from agents.callbacks import Callback
 from core.errors import ConfigError, SuiteError
 from trainer.runner import RunOptions, split_overrides
 
+
+class TrialInterrupted(Exception):
+    """A trial's run was stopped by Ctrl-C or SIGTERM: the trial counts as failed and is run again later."""
+
+
 EVALUATIONS = 5
 """Evaluations per trial by default (what the pruner or the stopping rule is fed)."""
 
@@ -48,7 +53,7 @@ def optuna_module():
         import optuna  # noqa: PLC0415  (an optional extra)
     except ImportError:
         raise SuiteError("--optimize needs Optuna: pip install -e '.[optuna]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say what each trial did
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the heartbeat's
     return optuna
 
@@ -108,7 +113,7 @@ class Plan:
         evaluation = Evaluate(self.every, o.eval_episodes)
         result = agent.learn(self.steps, run_dir=run_dir, callbacks=[evaluation, follow(evaluation)])
         if result.interrupted:
-            raise KeyboardInterrupt
+            raise TrialInterrupted(f"stopped at step {result.global_step:,}")
         return evaluation
 
     def finish(
