@@ -43,11 +43,19 @@ class CorridorBox(Corridor):
         return np.eye(self.length, dtype=np.float32)[self.position]
 
 
+class BrokenReset(Corridor):
+    """Builds (so `agents.make` reads its spaces) but fails at its first reset: a start that fails after
+    the run directory was made."""
+
+    def reset(self, *, seed: int | None = None, options=None):
+        raise RuntimeError("this env cannot reset")
+
+
 def make_corridor_box(length: int = 4) -> gym.Env:
     """An env function, as a user might pass to `agents.make(env=...)`: its env has no registered id."""
     return CorridorBox(length)
 
 
-for _name, _cls in (("Corridor-v0", Corridor), ("CorridorBox-v0", CorridorBox)):
+for _name, _cls in (("Corridor-v0", Corridor), ("CorridorBox-v0", CorridorBox), ("BrokenReset-v0", BrokenReset)):
     if _name not in gym.registry:
         gym.register(_name, entry_point=f"{__name__}:{_cls.__name__}")
