@@ -73,7 +73,9 @@ class Session:
         return self.seed + offset + 1_000_003 * self.episodes
 
     def make_env(self, *, offset: int = 0) -> gym.Env:
-        base, self._user_env = (self._user_env, None) if offset == 0 else (None, self._user_env)
+        base = None
+        if offset == 0:  # the user's own env object, if there is one, is used once: as the first env
+            base, self._user_env = self._user_env, None
         return make_env(self.env_config, seed=self.env_seed(offset), mode="train", base=base)
 
     def make_vector_env(self, num_envs: int, **options: Any) -> gym.vector.VectorEnv:

@@ -17,7 +17,7 @@ from pathlib import Path
 POLL_SECONDS = 0.5
 
 
-def _processes() -> dict[int, tuple[int, str]]:
+def processes() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, start time) of every live process (Linux /proc)."""
     table = {}
     for entry in Path("/proc").iterdir():
@@ -32,8 +32,9 @@ def _processes() -> dict[int, tuple[int, str]]:
     return table
 
 
-def descendants(root: int, table: dict[int, tuple[int, str]]) -> dict[int, str]:
-    """pid -> start time of every descendant of `root`."""
+def descendants(root: int, table: dict[int, tuple[int, str]] | None = None) -> dict[int, str]:
+    """pid -> start time of every live descendant of `root` (`table`: a `processes()` already read)."""
+    table = processes() if table is None else table
     found: dict[int, str] = {}
     frontier = {root}
     while frontier:
@@ -46,10 +47,10 @@ def watch(trainer: int) -> None:
     me = os.getpid()
     known: dict[int, str] = {}
     while os.getppid() == trainer:
-        table = _processes()
+        table = processes()
         known.update({pid: start for pid, start in descendants(trainer, table).items() if pid != me})
         time.sleep(POLL_SECONDS)
-    table = _processes()
+    table = processes()
     for pid, start in known.items():
         if pid in table and table[pid][1] == start:  # the same process, not a reused pid
             try:

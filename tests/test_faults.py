@@ -23,6 +23,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import load, make
+from core import reaper
 from core.checkpoint import Checkpoint, save_checkpoint
 from core.errors import CheckpointError, SuiteError
 from gym_agents import compare, evaluate, train
@@ -32,26 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # Processes --------------------------------------------------------------------------------------
-def _stat(pid: int) -> tuple[int, str] | None:
-    """(parent pid, state) of a live process, None when it is gone (a zombie counts as gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    state, ppid = text.rsplit(")", 1)[1].split()[:2]
-    return (int(ppid), state) if state not in ("Z", "X") else None
-
-
 def descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (info := _stat(int(entry.name))) is not None:
-            parents[int(entry.name)] = info[0]
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
+    """Live descendants of `pid` (the reaper's own walk over /proc; a zombie counts as gone)."""
+    return set(reaper.descendants(pid))
 
 
 def wait_until(condition, timeout: float, every: float = 0.05) -> bool:
@@ -64,7 +48,7 @@ def wait_until(condition, timeout: float, every: float = 0.05) -> bool:
 
 
 def all_gone(pids: set[int]) -> bool:
-    return all(_stat(pid) is None for pid in pids)
+    return not pids & set(reaper.processes())
 
 
 class Trainer:
@@ -225,7 +209,7 @@ def test_kill_9_of_the_trainer_leaves_no_process(args, workers, marker, tmp_path
         everyone = descendants(trainer.pid)
         trainer.kill()
         trainer.wait(timeout=30)
-        assert wait_until(lambda: all_gone(everyone), 10), [p for p in everyone if _stat(p)]
+        assert wait_until(lambda: all_gone(everyone), 10), everyone & set(reaper.processes())
     finally:
         for pid in descendants(trainer.pid) if trainer.poll() is None else set():
             os.kill(pid, signal.SIGKILL)

@@ -53,9 +53,25 @@ class RunOptions:
     """More callbacks, for Python callers."""
 
 
-def _run_dir_name(env_id: str, agent: str, seed: int) -> str:
+def _run_dir_name(env_id: str, agent: str, seed: int, stamp: str | None = None) -> str:
+    """`env__agent__seed__time`, the env id made fit for a file name."""
     env = re.sub(r"[^A-Za-z0-9_.-]", "-", env_id)
-    return f"{env}__{agent}__{seed}__{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return f"{env}__{agent}__{seed}__{stamp or datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def new_agent(options: RunOptions, seed: int | None = None, env_id: str | None = None, **params: Any) -> Agent:
+    """`agents.make` for these options (their env, env kwargs, env settings and --set values), with `params`
+    on top; `seed` and `env_id` default to the options'."""
+    hyperparameters, env_settings = split_overrides(options.overrides)
+    return make(
+        options.agent,
+        env_id or options.env_id,
+        seed=options.seed if seed is None else seed,
+        device=options.device,
+        env_kwargs=options.env_kwargs,
+        env_settings=env_settings,
+        **{**hyperparameters, **params},
+    )
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -97,16 +113,7 @@ def prepare(options: RunOptions) -> tuple[Agent, Path, int]:
     if name is not None and (not name or Path(name).is_absolute() or len(Path(name).parts) != 1 or name in (".", "..")):
         raise ConfigError(f"--name must be one directory name inside --runs-dir, not {name!r}")
     get_agent_class(options.agent)  # an unknown agent is refused before the env is looked at
-    hyperparameters, env_settings = split_overrides(options.overrides)
-    agent = make(
-        options.agent,
-        options.env_id,
-        seed=options.seed,
-        device=options.device,
-        env_kwargs=options.env_kwargs,
-        env_settings=env_settings,
-        **hyperparameters,
-    )
+    agent = new_agent(options)
     env_id = agent.env_config.env_id
     run_dir = Path(options.runs_dir) / (options.name or _run_dir_name(env_id, options.agent, options.seed))
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -141,15 +148,12 @@ def seed_run_name(options: RunOptions, seed: int, stamp: str) -> str:
     `compare.py` finds them as one group (same agent, same env)."""
     if options.name:
         return f"{options.name}__seed{seed}"
-    env = re.sub(r"[^A-Za-z0-9_.-]", "-", options.env_id or get_agent_class(options.agent).default_env)
-    return f"{env}__{options.agent}__{seed}__{stamp}"
+    return _run_dir_name(options.env_id or get_agent_class(options.agent).default_env, options.agent, seed, stamp)
 
 
 def parallel_runs(options: RunOptions, seeds: int) -> int:
     """How many seeds can train at once: the machine's cores over the cores one run keeps busy."""
-    hyperparameters, env_settings = split_overrides(options.overrides)
-    probe = make(options.agent, options.env_id, env_kwargs=options.env_kwargs, env_settings=env_settings,
-                 device=options.device, **hyperparameters)  # fmt: skip
+    probe = new_agent(options)
     return max(1, min(seeds, usable_cores() // max(1, probe.cores_used())))
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from agents import Evaluate, get_agent_class, make
+from agents import Evaluate, get_agent_class
 from agents.callbacks import Callback
 from core.errors import ConfigError, SuiteError
-from trainer.runner import RunOptions, split_overrides
+from trainer.runner import RunOptions, new_agent, split_overrides
 
 
 class TrialInterrupted(Exception):
@@ -81,7 +81,6 @@ class Plan:
     space: dict[str, dict[str, Any]]
     """The agent's search space less what --set fixes."""
     fixed: dict[str, Any]
-    env_settings: dict[str, Any]
     env_id: str
     steps: int
     every: int
@@ -95,22 +94,20 @@ class Plan:
             raise ConfigError(f"{options.agent} has no search space")
         if trials < 1:
             raise ConfigError(f"--trials must be at least 1, not {trials}")
-        fixed, env_settings = split_overrides(options.overrides)
+        fixed = split_overrides(options.overrides)[0]
         space = {k: v for k, v in agent_cls.search_space.items() if k not in fixed}  # --set fixes a value
         env_id = options.env_id or agent_cls.default_env
         steps = options.steps or agent_cls.steps_for(env_id)
         name = options.name or f"{env_id.replace('/', '-').replace(':', '-')}__{options.agent}__optimize"
-        return cls(options, agent_cls, space, fixed, env_settings, env_id, steps,
+        return cls(options, agent_cls, space, fixed, env_id, steps,
                    options.eval_every or max(1, steps // EVALUATIONS), name, Path(options.runs_dir) / name)  # fmt: skip
 
     def train(
         self, params: dict[str, Any], seed: int, run_dir: Path | None, follow: Callable[[Evaluate], Callback]
     ) -> Evaluate:
         """One trial's run, its evaluations followed by `follow(evaluation)` (pruning, reporting)."""
-        o = self.options
-        agent = make(o.agent, self.env_id, seed=seed, device=o.device, env_kwargs=o.env_kwargs,
-                     env_settings=self.env_settings, **self.fixed, **params)  # fmt: skip
-        evaluation = Evaluate(self.every, o.eval_episodes)
+        agent = new_agent(self.options, seed, self.env_id, **params)
+        evaluation = Evaluate(self.every, self.options.eval_episodes)
         result = agent.learn(self.steps, run_dir=run_dir, callbacks=[evaluation, follow(evaluation)])
         if result.interrupted:
             raise TrialInterrupted(f"stopped at step {result.global_step:,}")
