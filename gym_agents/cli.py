@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
@@ -37,6 +38,8 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
         typer.echo("error: interrupted", err=True)
         return 130
     except _EXITS as exc:
+        if exc.exit_code == 130:  # typer turns a Ctrl-C outside our own handlers into a silent Exit(130)
+            typer.echo("error: interrupted", err=True)
         return exc.exit_code
     except SuiteError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -48,4 +51,9 @@ def main_exit(app: typer.Typer) -> None:
     # `--env my_pkg:MyEnv-v0` imports my_pkg from where the command is run, as `python -m` would.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    sys.exit(run_app(app))
+    code = run_app(app)
+    # The command's work is done and saved: a Ctrl-C or SIGTERM landing while the interpreter shuts down
+    # (after Python has put back the default handlers) would otherwise kill it and hide the exit code.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)

@@ -4,7 +4,9 @@ VizDoom, a crashing worker, and the Ray backend on a two-node local cluster."""
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from agents.a3c.returns import gae, n_step_returns
 from agents.a3c.shared_optim import ADAM_RATIO_BOUND, SharedAdam, SharedRMSprop
 from agents.a3c.worker import worker_main
 from agents.evaluation import evaluate_agent
-from core.errors import SuiteError
+from core.errors import SuiteError, WorkerError
 from envs import EnvConfig
 from trainer.runner import train
 
@@ -201,3 +203,36 @@ def test_ray_backend_on_a_two_node_cluster(tmp_path):
     loaded = load(result.run_dir)
     observation = np.zeros(4, np.float32)
     assert loaded.act(observation)[0] == agent.act(observation)[0]
+
+
+class _Exited:
+    """A worker process that has already exited."""
+
+    def __init__(self, exitcode: int):
+        self.exitcode = exitcode
+
+
+class _NeverStops:
+    def should_stop(self) -> bool:
+        return False
+
+
+def test_a_clean_exit_whose_done_is_still_queued_is_no_death():
+    """A worker flushes "done" and exits; the relay may see the exit before it reads the message (a race a
+    fresh-clone CI run hit). Its "done" behind other reports still counts; a clean exit without one fails."""
+    class SlowQueue(queue.Queue):  # each get takes a poll interval, so the exits are seen before the "done"s
+        def get(self, block=True, timeout=None):
+            time.sleep(local_backend.POLL_SECONDS)
+            return super().get(block, timeout)
+
+    reports = SlowQueue()
+    for rank in (0, 1):
+        reports.put(("done", rank))
+    local_backend._relay(_NeverStops(), reports, [_Exited(0), _Exited(0)], Counter())  # returns: both are done
+
+    reports = SlowQueue()
+    reports.put(("done", 0))
+    with pytest.raises(WorkerError, match="a3c worker 1 exited before it finished"):
+        local_backend._relay(_NeverStops(), reports, [_Exited(0), _Exited(0)], Counter())
+    with pytest.raises(WorkerError, match="a3c worker 0 died with exit code -9"):
+        local_backend._relay(_NeverStops(), SlowQueue(), [_Exited(-9)], Counter())

@@ -110,7 +110,7 @@ def test_ctrl_c_at_any_moment_of_a_search_is_a_clean_stop(tmp_path):
     rng = np.random.default_rng(11)
     for delay in rng.uniform(1.5, 4.0, size=4):
         search = subprocess.Popen(
-            [sys.executable, "train.py", *SEARCH, "--trials", "40", "--steps", "4000", "--runs-dir", str(runs)],
+            [sys.executable, "train.py", *SEARCH, "--trials", "400", "--steps", "40000", "--runs-dir", str(runs)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
         try:
@@ -120,10 +120,12 @@ def test_ctrl_c_at_any_moment_of_a_search_is_a_clean_stop(tmp_path):
         finally:
             if search.poll() is None:
                 os.killpg(search.pid, signal.SIGKILL)
-        assert search.returncode in (0, 2) and "Traceback" not in err, err
-        if search.returncode == 0:  # (2: no trial had finished unpruned yet, said in one line)
+        assert search.returncode in (0, 2, 130) and "Traceback" not in err, (search.returncode, err)
+        if search.returncode == 0:
             assert "Interrupted; the study is saved" in out
-        else:
+        elif search.returncode == 2:  # no trial had finished unpruned yet, said in one line
             assert "no trial finished unpruned" in err
+        else:  # a slow machine still starting up: nothing begun
+            assert err.strip() == "error: interrupted"
     study_db = runs / "FrozenLake-v1__qtable__optimize" / "study.db"
     assert len(finished(study_db)) >= 1

@@ -89,15 +89,17 @@ def run_local(
 
 def _relay(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:
     done: set[int] = set()
+    exited: set[int] = set()
     checked = time.monotonic()
     while not ctx.should_stop() and len(done) < len(procs):
         # Every poll interval, however busy the queue is with the other workers' reports.
         if time.monotonic() - checked >= POLL_SECONDS:
-            _check_alive(procs, done)
+            _check_alive(procs, done, exited)
             checked = time.monotonic()
         try:
             message = reports.get(timeout=POLL_SECONDS)
         except queue_lib.Empty:
+            _check_exited(exited, done)
             continue
         kind, rank = message[0], message[1]
         if kind == "error":
@@ -110,10 +112,22 @@ def _relay(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int])
         ctx.maybe_checkpoint()
 
 
-def _check_alive(procs: list, done: set[int]) -> None:
+def _check_alive(procs: list, done: set[int], exited: set[int]) -> None:
+    """A worker that is gone with an error died. One that exited cleanly wrote its "done" into the queue's
+    pipe before it went (a process joins its queue's feeder thread on exit), but other reports may still
+    be ahead of it: it is noted in `exited`, and `_check_exited` judges it once the queue runs dry."""
     for rank, proc in enumerate(procs):
-        if rank not in done and proc.exitcode is not None:
+        if rank in done or proc.exitcode is None:
+            continue
+        if proc.exitcode != 0:
             raise WorkerError(f"a3c worker {rank} died with exit code {proc.exitcode}")
+        exited.add(rank)
+
+
+def _check_exited(exited: set[int], done: set[int]) -> None:
+    """The queue is empty: a worker that exited without its "done" in it stopped before its work was over."""
+    for rank in sorted(exited - done):
+        raise WorkerError(f"a3c worker {rank} exited before it finished (exit code 0)")
 
 
 def _shutdown(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:
