@@ -27,9 +27,10 @@ from agents.session import RunDirectory, Session
 from core.checkpoint import CHECKPOINT_DIR, LATEST, Checkpoint, RunState
 from core.config import config_to_dict
 from core.errors import ConfigError, IncompatibleEnvError, WorkerError
+from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits
 from core.seeding import rng_state
 from core.tblog import RunLogger
-from envs import EnvConfig
+from envs import EnvConfig, resolve_vector_mode
 
 C = TypeVar("C")
 
@@ -328,6 +329,15 @@ class Agent(ABC, Generic[C]):
 def require_discrete(agent: str, space: gym.Space, what: str) -> None:
     if not isinstance(space, gym.spaces.Discrete):
         raise IncompatibleEnvError(f"{agent} needs a discrete {what} space, but this env has {space}")
+
+
+def check_vector_envs(env_config: EnvConfig, num_envs: int, mode: str) -> None:
+    """Refuse `num_envs` envs that this machine's memory cannot hold: a process each in the `async`
+    mode, an env each in this process otherwise."""
+    if resolve_vector_mode(env_config, mode) == "async":
+        check_fits("num_envs", num_envs, PROCESS_BYTES, "each env is a process (vector_mode async)")
+    else:
+        check_fits("num_envs", num_envs, ENV_BYTES, "every env lives in this process")
 
 
 class StepwiseAgent(Agent[C]):

@@ -9,7 +9,7 @@ Defaults are RL Zoo's CartPole-v1 hyperparameters (rl-baselines3-zoo, hyperparam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import StepwiseAgent, require_discrete
+from agents.base import StepwiseAgent, check_vector_envs, require_discrete
 from agents.context import TrainContext
 from agents.networks import adam, is_image_space, make_torso
 from agents.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
@@ -25,6 +25,7 @@ from agents.schedules import linear_schedule
 from core.errors import ConfigError, IncompatibleEnvError
 from core.resources import check_fits, torch_threads, total_memory, usable_cores
 from core.seeding import generator_state, set_generator_state
+from envs import final_observations
 
 # Replay batches for a round are drawn together up to this many bytes of observations (CartPole: all
 # 128 of a round; Atari: ~18 batches of 32 frame stacks).
@@ -80,6 +81,14 @@ class DQNConfig:
     """Added to |TD error| so that no transition's priority is 0."""
     adam_eps: float = 1e-8
     """Adam's epsilon (torch: 1e-8; Rainbow on Atari: 1.5e-4, which damps steps of rarely seen states)."""
+    num_envs: int = 1
+    """Envs played together, one batched forward pass choosing all their actions; each env's transitions
+    are a stream of their own in the replay. `learning_starts`, `train_freq`, `target_update_interval` and
+    the exploration schedule count env steps of all envs together, so the replay ratio
+    (gradient_steps / train_freq updates per env step) stays the same whatever the number of envs."""
+    vector_mode: Literal["auto", "sync", "async", "batch"] = "auto"
+    """How several envs run (envs.VectorMode): `auto` takes ale-py's threaded batch for Atari, else
+    one env after another in this process."""
     save_replay: bool = False
     """Put the replay buffer in checkpoints, so a resumed run keeps its memory (large for Atari)."""
     torch_threads: int = 0
@@ -103,6 +112,10 @@ class DQNConfig:
             raise ConfigError("priority_alpha and priority_beta0 must be in [0, 1]")
         if self.priority_eps <= 0 or self.adam_eps <= 0:
             raise ConfigError("priority_eps and adam_eps must be positive")
+        if self.num_envs < 1:
+            raise ConfigError("num_envs must be >= 1")
+        if self.num_envs > self.buffer_size:
+            raise ConfigError("buffer_size must hold at least one transition per env (num_envs)")
 
 
 _ATARI = {
@@ -222,15 +235,20 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         self.optimizer = adam(self.q_network.parameters(), config.learning_rate, eps=config.adam_eps)
         shape = observation_space.shape
         stack = shape[0] if is_image_space(observation_space) and len(shape) == 3 else 1
-        self.replay_bytes = ReplayBuffer.planned_bytes(config.buffer_size, shape, observation_space.dtype, stack)
+        streams = config.num_envs
+        self.replay_bytes = ReplayBuffer.planned_bytes(
+            config.buffer_size, shape, observation_space.dtype, stack, streams
+        )
         # Refused before numpy tries: a buffer larger than the machine's memory can never be filled.
         check_fits("buffer_size", config.buffer_size, self.replay_bytes / config.buffer_size,
                    "each transition keeps its observation in memory", budget=total_memory())  # fmt: skip
         if config.prioritized:
             self.replay = PrioritizedReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack,
-                                                  alpha=config.priority_alpha, eps=config.priority_eps)  # fmt: skip
+                                                  alpha=config.priority_alpha, eps=config.priority_eps,
+                                                  streams=streams)  # fmt: skip
         else:
-            self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack)
+            self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack,
+                                       streams=streams)  # fmt: skip
         self.steps = 0
         self.updates = 0
         self.exploration_steps = 1
@@ -266,6 +284,16 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
             return int(self.rng.integers(self.n_actions))
         return self._greedy(observation)
 
+    def explore_batch(self, observations: np.ndarray) -> np.ndarray:
+        """Epsilon-greedy for each row of (B, *obs_shape): one coin per env, and one forward pass for the
+        rows that act greedily (none while epsilon is 1)."""
+        n = len(observations)
+        actions = self.rng.integers(self.n_actions, size=n)
+        greedy = self.rng.random(n) >= self.epsilon
+        if greedy.any():
+            actions[greedy] = self._greedy_batch(observations[greedy])
+        return actions
+
     # Learning -------------------------------------------------------------------------------------
     def train(self, ctx: TrainContext) -> None:
         default = self._default_threads()
@@ -274,7 +302,32 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         # The step size anneals towards this run's end, also when a resume extends the run.
         self.schedule_steps = max(1, ctx.total_steps)
         with torch_threads(self.config.torch_threads or default, self.device):
-            super().train(ctx)
+            if self.config.num_envs == 1:
+                super().train(ctx)  # StepwiseAgent's loop over one env: explore, observe
+            else:
+                self._train_on_vector_env(ctx)
+
+    def _train_on_vector_env(self, ctx: TrainContext) -> None:
+        envs = ctx.make_vector_env(self.config.num_envs, mode=self.config.vector_mode)
+        try:
+            observations, _ = envs.reset(seed=ctx.env_seed())
+            every = np.arange(len(observations))
+            self.replay.start_episodes(every, observations)  # a stream cut off by a resume ends as truncated
+            while not ctx.should_stop():
+                actions = self.explore_batch(observations)
+                observations, rewards, terminated, truncated, infos = envs.step(actions)
+                done = terminated | truncated
+                reached = final_observations(observations, infos, done)
+                metrics = self.observe_batch(every, actions, rewards, reached, terminated, truncated)
+                if metrics:
+                    ctx.log(metrics)
+                ctx.add_steps(len(actions))
+                if done.any():
+                    ctx.record_vector_info(infos)
+                    self.replay.start_episodes(every[done], observations[done])
+                    ctx.maybe_checkpoint()
+        finally:
+            envs.close()
 
     def cores_used(self) -> int:
         return self.config.torch_threads or self._default_threads()
@@ -282,25 +335,43 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
     def check_machine(self) -> None:
         c = self.config
         check_fits("buffer_size", c.buffer_size, self.replay_bytes / c.buffer_size, "the replay fills up as it learns")
+        if c.num_envs > 1:
+            check_vector_envs(self.env_config, c.num_envs, c.vector_mode)
 
     def _default_threads(self) -> int:
         # Small MLP updates run fastest on one thread; the CNN's convolutions use a few cores.
         return min(4, usable_cores()) if is_image_space(self.observation_space) else 1
 
     def observe(self, observation, action, reward, next_observation, terminated, truncated):
-        c = self.config
-        if not self.replay.in_episode:
+        if not self.replay.in_episode[0]:
             self.replay.start_episode(observation)
         self.replay.add(action, reward, next_observation, terminated, truncated)
         self.steps += 1
+        return self._learn_when_due(self.steps - 1)
+
+    def observe_batch(self, streams, actions, rewards, next_observations, terminated, truncated):
+        """One step of several envs (`streams` (B,) their env ids), each into its own replay stream."""
+        self.replay.add_batch(streams, actions, rewards, next_observations, terminated, truncated)
+        self.steps += len(streams)
+        return self._learn_when_due(self.steps - len(streams))
+
+    def _learn_when_due(self, before: int) -> dict[str, float] | None:
+        """The training rounds and target syncs whose env step fell in (before, self.steps]: one per
+        `train_freq` (after `learning_starts`) and one per `target_update_interval`."""
+        c = self.config
+
+        def multiples(every: int, after: int) -> int:
+            return max(0, self.steps // every - max(before, after) // every)
+
+        rounds = multiples(c.train_freq, c.learning_starts)
         metrics = None
-        if self.steps > c.learning_starts and self.steps % c.train_freq == 0 and len(self.replay) >= c.batch_size:
+        if rounds and len(self.replay) >= c.batch_size:
             metrics = {
-                "losses/td_huber": self.update(c.gradient_steps),
+                "losses/td_huber": self.update(c.gradient_steps * rounds),
                 "charts/epsilon": self.epsilon,
                 "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
             }
-        if self.steps % c.target_update_interval == 0:
+        if multiples(c.target_update_interval, 0):
             self.sync_target()
         return metrics
 

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from agents import pg_fast
-from agents.base import Agent, require_discrete
+from agents.base import Agent, check_vector_envs, require_discrete
 from agents.context import TrainContext
 from core.errors import ConfigError, IncompatibleEnvError
-from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits, torch_threads, usable_cores
+from core.resources import torch_threads, usable_cores
 from core.seeding import generator_state, set_generator_state
 from envs import EnvConfig, resolve_vector_mode
 
@@ -292,10 +292,7 @@ class PolicyGradientAgent(Agent[PGConfig]):
         return 1 if mode == "sync" else min(self.config.num_envs, usable_cores())
 
     def check_machine(self) -> None:
-        if resolve_vector_mode(self.env_config, self.config.vector_mode) == "async":
-            check_fits("num_envs", self.config.num_envs, PROCESS_BYTES, "each env is a process (vector_mode async)")
-        else:
-            check_fits("num_envs", self.config.num_envs, ENV_BYTES, "every env lives in this process")
+        check_vector_envs(self.env_config, self.config.num_envs, self.config.vector_mode)
 
     def train(self, ctx: TrainContext) -> None:
         with torch_threads(self.config.torch_threads, self.device):

@@ -3,6 +3,7 @@
 from envs.batch import EpisodeBatch
 from envs.factory import (
     VectorMode,
+    final_observations,
     finished_episodes,
     make_env,
     make_vector_env,
@@ -19,6 +20,7 @@ __all__ = [
     "check_env_id",
     "ensure_registered",
     "env_family",
+    "final_observations",
     "finished_episodes",
     "make_env",
     "make_vector_env",

@@ -190,6 +190,64 @@ class PartialBatchEpisodeStatistics(gym.vector.VectorWrapper):
         return observations, rewards, terminated, truncated, infos
 
 
+class AtariTrainingBatch(gym.vector.VectorWrapper):
+    """What `EpisodicLife` and reward clipping do for one env, for ale-py's batch of DQN frames, above
+    the statistics wrapper (which so records real scores of whole games): a lost life ends the
+    learner's episode (`terminated`) while the game goes on, and rewards become their sign."""
+
+    def __init__(self, env: gym.vector.VectorEnv, *, episodic_life: bool, clip_rewards: bool):
+        super().__init__(env)
+        self.episodic_life, self.clip_rewards = episodic_life, clip_rewards
+        self._lives = np.zeros(self.num_envs, np.int64)
+
+    def reset(self, **kwargs):
+        observations, infos = self.env.reset(**kwargs)
+        self._lives[answered_env_ids(infos, len(observations))] = infos["lives"]
+        return observations, infos
+
+    def step(self, actions):
+        observations, rewards, terminated, truncated, infos = self.env.step(actions)
+        if self.episodic_life:
+            ids = answered_env_ids(infos, len(observations))
+            lives = np.asarray(infos["lives"], np.int64)
+            # A game that really ended was reset in this step: its lives are the new game's.
+            lost = (lives < self._lives[ids]) & (lives > 0) & ~(terminated | truncated)
+            terminated = terminated | lost
+            self._lives[ids] = lives
+        if self.clip_rewards:
+            rewards = np.sign(rewards)
+        return observations, rewards, terminated, truncated, infos
+
+
+def ale_dqn_vector_env(
+    game: str, num_envs: int, *, frame_skip: int, repeat_action_probability: float, screen_size: int,
+    frame_stack: int, noop_max: int, **kwargs,
+):  # fmt: skip
+    """ale-py's `AtariVectorEnv` doing the DQN preprocessing of `AtariPreprocessing` +
+    `FrameStackObservation` in its C++ threads: (N, frame_stack, size, size) grayscale frames, max-pooled
+    over the last two of each skip, up to `noop_max` no-ops and FIRE at reset, SAME_STEP autoreset; raw
+    rewards and whole games (`AtariTrainingBatch` adds life loss and clipping above the statistics)."""
+    from ale_py.vector_env import AtariVectorEnv  # noqa: PLC0415  (ale-py is imported lazily by the factory)
+
+    return AtariVectorEnv(
+        game,
+        num_envs,
+        frameskip=frame_skip,
+        repeat_action_probability=repeat_action_probability,
+        img_height=screen_size,
+        img_width=screen_size,
+        grayscale=True,
+        stack_num=frame_stack,
+        maxpool=True,
+        noop_max=noop_max,
+        use_fire_reset=True,
+        episodic_life=False,
+        reward_clipping=False,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        **kwargs,
+    )
+
+
 def ale_vector_env(game: str, num_envs: int, *, frame_skip: int, repeat_action_probability: float, **kwargs):
     """ale-py's `AtariVectorEnv` giving the raw (N, 1, 210, 160, 3) RGB frames of the v5 envs: no max
     pooling, no-ops, fire, life loss or reward clipping (gym.make("ALE/...-v5") has none of them),

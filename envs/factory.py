@@ -27,11 +27,13 @@ from gymnasium.wrappers import (
 from core.errors import SuiteError
 from core.resources import children_ignore_ctrl_c, die_with_parent, usable_cores
 from envs.atari import (
+    AtariTrainingBatch,
     EpisodicLife,
     FireOnReset,
     KarpathyPong,
     KarpathyPongBatch,
     PartialBatchEpisodeStatistics,
+    ale_dqn_vector_env,
     ale_vector_env,
     has_fire_action,
 )
@@ -182,8 +184,8 @@ def env_thunk(config: EnvConfig, seed: int, mode: Mode = "train", child: bool = 
 VectorMode = Literal["auto", "sync", "async", "batch"]
 """How a vector env runs its copies: `sync` one after another in this process; `async` a process per
 copy (preprocessing there, only the small observation sent back); `batch` a library's implementation of
-the whole batch (ale-py's threaded `AtariVectorEnv` for Atari with the `karpathy` preprocessing: every
-core emulates, in this process); `auto` the batch where there is one, else `sync`."""
+the whole batch (ale-py's threaded `AtariVectorEnv` for Atari with the `karpathy` or `dqn`
+preprocessing: every core emulates, in this process); `auto` the batch where there is one, else `sync`."""
 
 
 def resolve_vector_mode(config: EnvConfig, mode: VectorMode = "auto") -> VectorMode:
@@ -239,7 +241,11 @@ def make_vector_env(
         envs = _ale_batch(config, num_envs, envs_per_step if partial else 0)
         envs.action_space.seed(seed)
         statistics = PartialBatchEpisodeStatistics if partial else gym.wrappers.vector.RecordEpisodeStatistics
-        # The statistics wrapper sees raw rewards; Karpathy's frames come after it, as in `make_env`.
+        # The statistics wrapper sees raw rewards and whole games; the rest comes after it, as in `make_env`.
+        if config.resolved_preprocessing() == "dqn":
+            training = env_mode == "train"
+            return EnvIds(AtariTrainingBatch(statistics(envs), episodic_life=training and config.episodic_life,
+                                             clip_rewards=training and config.clip_rewards))  # fmt: skip
         return EnvIds(KarpathyPongBatch(statistics(envs)))
     fns = [env_thunk(config, seed + i, env_mode, child=resolved == "async") for i in range(num_envs)]
     if resolved == "async":
@@ -277,8 +283,12 @@ def numpy_batch_available(config: EnvConfig) -> bool:
 
 
 def _ale_batch_available(config: EnvConfig) -> bool:
-    """ale-py's vector env plays Atari ids with the `karpathy` preprocessing (raw RGB frames, fixed skip)."""
-    if config.family != "atari" or config.resolved_preprocessing() != "karpathy":
+    """ale-py's vector env plays Atari ids with the `karpathy` preprocessing (raw RGB frames, fixed skip)
+    and with the `dqn` one (its own grayscale, resize, max-pool, no-ops, FIRE and frame stack)."""
+    preprocessing = config.resolved_preprocessing()
+    if config.family != "atari" or preprocessing not in ("karpathy", "dqn"):
+        return False
+    if preprocessing == "dqn" and config.frame_stack < 2:  # ale-py's frames always have a stack axis
         return False
     check_env_id(config.env_id, config.entry_point)
     kwargs = gym.spec(config.name).kwargs
@@ -287,15 +297,20 @@ def _ale_batch_available(config: EnvConfig) -> bool:
 
 def _ale_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vector.VectorEnv:
     spec_kwargs = gym.spec(config.name).kwargs
-    return ale_vector_env(
-        spec_kwargs["game"],
-        num_envs,
-        frame_skip=config.frame_skip,
-        repeat_action_probability=config.repeat_action_probability,
-        max_num_frames_per_episode=spec_kwargs.get("max_num_frames_per_episode", 108_000),
-        num_threads=min(num_envs, usable_cores()),
-        batch_size=envs_per_step,
-    )
+    common = {
+        "frame_skip": config.frame_skip,
+        "repeat_action_probability": config.repeat_action_probability,
+        "max_num_frames_per_episode": config.env_kwargs.get(
+            "max_num_frames_per_episode", spec_kwargs.get("max_num_frames_per_episode", 108_000)
+        ),
+        "num_threads": min(num_envs, usable_cores()),
+        "batch_size": envs_per_step,
+    }
+    if config.resolved_preprocessing() == "dqn":
+        size, stack, noops = config.screen_size, config.frame_stack, config.noop_max
+        return ale_dqn_vector_env(spec_kwargs["game"], num_envs, screen_size=size, frame_stack=stack,
+                                  noop_max=noops, **common)  # fmt: skip
+    return ale_vector_env(spec_kwargs["game"], num_envs, **common)
 
 
 def spaces_of(config: EnvConfig, base: gym.Env | None = None) -> tuple[gym.Space, gym.Space]:
@@ -323,3 +338,16 @@ def finished_episodes(infos: dict) -> list[tuple[float, int]]:
     episode = source["episode"]
     mask = source.get("_episode", np.ones(len(episode["r"]), bool))
     return [(float(episode["r"][i]), int(episode["l"][i])) for i in np.flatnonzero(mask)]
+
+
+def final_observations(observations: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray:
+    """The observation each row's step led to: `observations` where the episode goes on, the finished
+    episode's last observation (`infos["final_obs"]`, SAME_STEP autoreset) where it ended. A row that ended
+    without a reset (a lost life under episodic life in ale-py's batch) keeps its observation."""
+    if not done.any() or "final_obs" not in infos:
+        return observations
+    result = observations.copy()
+    final, mask = infos["final_obs"], infos.get("_final_obs", done)
+    for row in np.flatnonzero(done & mask):
+        result[row] = final[row]
+    return result

@@ -220,6 +220,7 @@ class _NeverStops:
 def test_a_clean_exit_whose_done_is_still_queued_is_no_death():
     """A worker flushes "done" and exits; the relay may see the exit before it reads the message (a race a
     fresh-clone CI run hit). Its "done" behind other reports still counts; a clean exit without one fails."""
+
     class SlowQueue(queue.Queue):  # each get takes a poll interval, so the exits are seen before the "done"s
         def get(self, block=True, timeout=None):
             time.sleep(local_backend.POLL_SECONDS)

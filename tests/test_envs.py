@@ -185,7 +185,8 @@ def test_ale_batch_gives_the_single_env_karpathy_frames():
     # No sticky actions: then both play the same deterministic game from the same actions.
     config = replace(EnvConfig("ALE/Pong-v5", preprocessing="karpathy"), repeat_action_probability=0.0)
     assert resolve_vector_mode(config) == "batch"
-    assert resolve_vector_mode(EnvConfig("ALE/Pong-v5")) == "sync"  # dqn preprocessing: per env
+    assert resolve_vector_mode(EnvConfig("ALE/Pong-v5")) == "batch"  # dqn preprocessing, in ale-py's threads
+    assert resolve_vector_mode(EnvConfig("ALE/Pong-v5", frame_stack=1)) == "sync"  # ale-py always stacks
     batch = make_vector_env(config, 2, seed=0)
     assert isinstance(batch.env, KarpathyPongBatch) and batch.single_observation_space.shape == (80, 80)
     singles = [make_env(config, seed=i) for i in range(2)]
