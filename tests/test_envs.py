@@ -263,7 +263,7 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
     ("env_id", "num_envs", "envs_per_step", "message"),
     [
         ("CartPole-v1", 4, 2, "needs ale-py's batch"),
-        ("ALE/Pong-v5", 4, 2, "needs ale-py's batch"),  # dqn preprocessing: one env at a time
+        (EnvConfig("ALE/Pong-v5", frame_stack=1), 4, 2, "needs ale-py's batch"),  # ale-py's frames are stacked
         ("CartPole-v1", 4, 5, "between 0"),
         ("CartPole-v1", 4, -1, "between 0"),
     ],
