@@ -247,3 +247,33 @@ def test_checkpoint_round_trip_with_replay_and_resume(tmp_path):
 def test_replay_left_out_of_checkpoint_by_default():
     agent = DQNAgent(DQNConfig(), CARTPOLE_OBS, gym.spaces.Discrete(2))
     assert "replay" not in agent.state_dict()
+
+
+def test_bf16_update_matches_the_float32_one():
+    """The bf16 autocast path computes the same loss and TD errors as float32 up to bf16 rounding, and
+    its gradient step moves the weights the same way."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agents = [DQNAgent(DQNConfig(precision=p, learning_rate=1e-4), space, gym.spaces.Discrete(6), seed=0)
+              for p in ("fp32", "bf16")]  # fmt: skip
+    agents[1].q_network.load_state_dict(agents[0].q_network.state_dict())
+    agents[1].target_network.load_state_dict(agents[0].target_network.state_dict())
+    rng = np.random.default_rng(0)
+    frames = torch.from_numpy(rng.integers(0, 255, (32, 4, 84, 84), dtype=np.uint8))
+    actions, rewards = (
+        torch.from_numpy(rng.integers(0, 6, 32)),
+        torch.from_numpy(rng.normal(size=32).astype(np.float32)),
+    )
+    batch = ReplayBatch(frames, actions, rewards, frames.flip(0), torch.zeros(32), torch.full((32,), 0.99))
+    (loss32, err32), (loss16, err16) = (a.loss_and_errors(batch) for a in agents)
+    assert loss16.dtype == torch.float32 and float(loss16) == pytest.approx(float(loss32), rel=0.02)
+    assert torch.allclose(err16, err32, atol=0.03, rtol=0.02)
+
+    def weights(agent: DQNAgent) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in agent.q_network.parameters()])
+
+    moves = []
+    for agent, loss in zip(agents, (loss32, loss16), strict=True):
+        before = weights(agent)
+        agent._apply(loss)
+        moves.append(weights(agent) - before)
+    assert F.cosine_similarity(moves[0], moves[1], dim=0) > 0.95
