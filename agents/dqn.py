@@ -42,7 +42,8 @@ class DQNConfig:
     buffer_size: int = 100_000
     """Replay capacity in transitions."""
     learning_starts: int = 1_000
-    """Env steps of pure experience collection before the first update."""
+    """Env steps of pure experience collection before the first update (a run resumed without its replay
+    collects as many again before it learns)."""
     batch_size: int = 64
     """Transitions per gradient step (Mnih et al.: 32; RL Zoo CartPole: 64)."""
     gamma: float = 0.99
@@ -399,7 +400,9 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
 
         rounds = multiples(c.train_freq, c.learning_starts)
         metrics = None
-        if rounds and len(self.replay) >= c.batch_size:
+        # A run resumed without its replay (save_replay off) refills it first, as a new run fills it.
+        warm = max(c.batch_size, min(c.learning_starts, self.replay.streams * self.replay.capacity))
+        if rounds and len(self.replay) >= warm:
             metrics = {
                 "losses/td_huber": self.update(c.gradient_steps * rounds),
                 "charts/epsilon": self.epsilon,

@@ -2,13 +2,19 @@
 
 1. CartPole-v1: training wall seconds and env steps until a greedy evaluation first reaches 475,
    and the final greedy return (evaluation time is not counted as training time).
-2. ALE/Pong-v5: training steps/s over a window after learning starts, ours, SB3's, and a ceiling:
-   one Nature-CNN batch-32 update in plain torch, at one update per 4 env steps.
+   With `--cartpole-envs 1 4` also our agent on 4 envs (one batched forward pass, 4 replay streams).
+2. ALE/Pong-v5: training steps/s over a window after learning starts, ours and SB3's with RL Zoo's
+   settings, ours with the suite's Pong preset, and a ceiling: one Nature-CNN batch-32 update in plain
+   torch, at one update per 4 env steps (the share of it that training reaches is printed).
 3. Replay memory for 1M Atari transitions: ours (frames stored once) vs SB3's ReplayBuffer with
    optimize_memory_usage, from the allocated array sizes.
+4. With `--race-minutes M`: a Pong race, our preset against the RL Zoo preset the suite shipped before
+   (both ours), each for M minutes of wall time in this run: env steps and minutes until the mean of the
+   last 100 real scores first reaches -15, -10 and 0.
 
-    python bench/bench_dqn.py --quick        # a few minutes on 2 cores
-    python bench/bench_dqn.py --seeds 1 2 3  # full CartPole runs
+    python bench/bench_dqn.py --quick                 # a few minutes on 2 cores
+    python bench/bench_dqn.py --seeds 1 2 3           # full CartPole runs
+    python bench/bench_dqn.py --skip cartpole memory sb3 --race-minutes 60   # the Pong race: 2 hours
 
 Ctrl-C skips to the table with what was measured. Needs `pip install stable-baselines3`.
 """
@@ -25,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents import Callback, make  # noqa: E402
-from agents.dqn import DQNConfig  # noqa: E402
+from agents import Callback, StopAfter, make  # noqa: E402
+from agents.dqn import RL_ZOO_ATARI, DQNAgent, DQNConfig  # noqa: E402
 from agents.evaluation import evaluate_agent  # noqa: E402
 from agents.replay import ReplayBuffer  # noqa: E402
 from core.resources import usable_cores  # noqa: E402
@@ -78,11 +84,12 @@ class GreedyEvaluation(Callback):
             self.on_step(ctx)
 
 
-def ours_cartpole(seed: int, steps: int, eval_every: int, episodes: int) -> dict:
+def ours_cartpole(seed: int, steps: int, eval_every: int, episodes: int, num_envs: int = 1) -> dict:
     """Our agent through the public interface, paused every `eval_every` steps for greedy evaluations."""
     torch.manual_seed(seed)
     # Matched to SB3's DQN with RL Zoo's settings: no Double DQN, a constant step size (our preset anneals it).
-    agent = make("dqn", env="CartPole-v1", seed=seed, device="cpu", double_q=False, final_learning_rate=-1.0)
+    agent = make("dqn", env="CartPole-v1", seed=seed, device="cpu", double_q=False, final_learning_rate=-1.0,
+                 num_envs=num_envs)  # fmt: skip
     evaluation = GreedyEvaluation(agent, eval_every, episodes, seed)
     agent.learn(steps, callbacks=[evaluation])
     return {"solved": evaluation.solved, "wall": evaluation.wall, "final": evaluation.last}
@@ -135,12 +142,20 @@ def sb3_greedy_return(model, episodes: int) -> float:
     return float(np.mean(returns))
 
 
+def rl_zoo_pong() -> dict:
+    """RL Zoo's Atari settings (the suite's preset before #19): every setting our Pong preset changes set
+    back to the default, then RL Zoo's values; no Double DQN (SB3's DQN has none)."""
+    defaults = DQNConfig()
+    settings = {k: getattr(defaults, k) for k in DQNAgent.presets["ALE/Pong-v5"]}
+    return {**settings, **RL_ZOO_ATARI, "double_q": False}
+
+
 def pong_overrides(warmup: int, buffer: int, double_q: bool = False) -> dict:
-    return {"learning_starts": warmup, "buffer_size": buffer, "double_q": double_q}
+    return {**rl_zoo_pong(), "learning_starts": warmup, "buffer_size": buffer, "double_q": double_q}
 
 
 class Clock(Callback):
-    """The time at env steps `first` and `last`."""
+    """The time at which env steps `first` and `last` were passed (several envs step a few at once)."""
 
     step_interval = 1
 
@@ -148,13 +163,53 @@ class Clock(Callback):
         self.first, self.last, self.times = first, last, {}
 
     def on_step(self, ctx) -> None:
-        if ctx.global_step in (self.first, self.last):
-            self.times[ctx.global_step] = time.perf_counter()
+        for mark in (self.first, self.last):
+            if ctx.global_step >= mark and mark not in self.times:
+                self.times[mark] = time.perf_counter()
 
 
-def ours_pong_sps(warmup: int, window: int, buffer: int, device: str, double_q: bool) -> float:
+class ScoreClock(Callback):
+    """The env step and minutes at which the mean of the last 100 real scores (of all so far, before
+    100 episodes) first reached each threshold."""
+
+    def __init__(self, thresholds: tuple[float, ...]):
+        self.thresholds, self.reached, self.scores = thresholds, {}, []
+        self.started = 0.0
+
+    def on_start(self, ctx) -> None:
+        self.started = time.perf_counter()
+
+    def on_episode(self, ctx, episodic_return: float, length: int) -> None:
+        self.scores.append(episodic_return)
+        mean = float(np.mean(self.scores[-100:]))
+        for threshold in self.thresholds:
+            if threshold not in self.reached and mean >= threshold:
+                self.reached[threshold] = (ctx.global_step, (time.perf_counter() - self.started) / 60)
+                print(f"    mean {mean:.2f} >= {threshold:g} at step {ctx.global_step:,}, "
+                      f"{self.reached[threshold][1]:.1f} min", flush=True)  # fmt: skip
+
+
+RACE_THRESHOLDS = (-15.0, -10.0, 0.0)
+
+
+def pong_race(minutes: float, seed: int, device: str) -> dict[str, dict]:
+    """Each preset for `minutes` of wall time: when the mean score reached each of RACE_THRESHOLDS."""
+    results = {}
+    for name, settings in (("ours", {}), ("rl-zoo", rl_zoo_pong())):
+        print(f"  Pong race, {name} preset, seed {seed}, {minutes:g} min", flush=True)
+        agent = make("dqn", env="ALE/Pong-v5", seed=seed, device=device, **settings)
+        clock = ScoreClock(RACE_THRESHOLDS)
+        budget = DQNAgent.step_budgets["ALE/Pong-v5"] if not settings else 10_000_000  # RL Zoo's budget
+        result = agent.learn(budget, callbacks=[StopAfter(minutes=minutes), clock])
+        results[name] = {"reached": clock.reached, "steps": result.global_step, "episodes": len(clock.scores),
+                         "last": float(np.mean(clock.scores[-100:])) if clock.scores else float("nan")}  # fmt: skip
+        del agent
+    return results
+
+
+def ours_pong_sps(settings: dict, warmup: int, window: int, device: str) -> float:
     # Asked for warmup + window steps, epsilon decays over the same fraction of them as SB3's does.
-    agent = make("dqn", env="ALE/Pong-v5", seed=0, device=device, **pong_overrides(warmup, buffer, double_q))
+    agent = make("dqn", env="ALE/Pong-v5", seed=0, device=device, **settings)
     clock = Clock(warmup, warmup + window)
     agent.learn(warmup + window, callbacks=[clock])
     return window / (clock.times[warmup + window] - clock.times[warmup])
@@ -251,6 +306,11 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=None, help="default 10 (--quick: 5)")
     parser.add_argument("--pong-warmup", type=int, default=None, help="default 5,000 (--quick: 1,000)")
     parser.add_argument("--pong-window", type=int, default=None, help="default 5,000 (--quick: 1,000)")
+    parser.add_argument(
+        "--cartpole-envs", type=int, nargs="+", default=[1], help="our CartPole runs with these num_envs"
+    )
+    parser.add_argument("--race-minutes", type=float, default=0.0, help="Pong race per preset (0: no race)")
+    parser.add_argument("--race-seed", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip", nargs="*", default=[], choices=["cartpole", "pong", "memory", "sb3"])
     args = parser.parse_args()
@@ -265,6 +325,7 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     rows: list[tuple[str, str, str, str]] = []
+    race: dict[str, dict] = {}
     try:
         if "memory" not in args.skip:
             ours, theirs = replay_gib()
@@ -273,11 +334,30 @@ def main() -> None:
             cartpole(args, rows)
         if "pong" not in args.skip:
             pong(args, rows)
+        if args.race_minutes > 0:
+            race = pong_race(args.race_minutes, args.race_seed, args.device)
     except KeyboardInterrupt:
         print("\ninterrupted: table of what was measured so far")
-    print(f"\n{'measure':<34} {'ours':>10} {'sb3':>10} {'ours/sb3':>9}")
+    print(f"\n{'measure':<40} {'ours':>10} {'sb3':>10} {'ours/sb3':>9}")
     for row in rows:
-        print(f"{row[0]:<34} {row[1]:>10} {row[2]:>10} {row[3]:>9}")
+        print(f"{row[0]:<40} {row[1]:>10} {row[2]:>10} {row[3]:>9}")
+    if args.race_minutes > 0 and race:
+        print_race(race, args.race_minutes, args.race_seed)
+
+
+def print_race(race: dict[str, dict], minutes: float, seed: int) -> None:
+    ours, zoo = race.get("ours"), race.get("rl-zoo")
+    print(f"\nPong race, seed {seed}, {minutes:g} min each: mean of the last 100 real scores")
+    print(f"{'measure':<40} {'our preset':>12} {'RL Zoo':>12} {'ours/zoo':>9}")
+    for threshold in RACE_THRESHOLDS:
+        for i, unit in ((0, "steps"), (1, "min")):
+            a = ours and ours["reached"].get(threshold, (None, None))[i]
+            b = zoo and zoo["reached"].get(threshold, (None, None))[i]
+            spec = ",d" if unit == "steps" else ".1f"
+            print(f"{f'{unit} to {threshold:g}':<40} {_fmt(a, spec):>12} {_fmt(b, spec):>12} {_ratio(a, b):>9}")
+    for key, spec in (("steps", ",d"), ("episodes", "d"), ("last", ".2f")):
+        a, b = ours and ours[key], zoo and zoo[key]
+        print(f"{f'at the end: {key}':<40} {_fmt(a, spec):>12} {_fmt(b, spec):>12} {_ratio(a, b):>9}")
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:
@@ -291,32 +371,35 @@ def _ratio(a: float | None, b: float | None) -> str:
 def cartpole(args: argparse.Namespace, rows: list) -> None:
     for seed in args.seeds:
         print(f"CartPole-v1 seed {seed}, {args.cartpole_steps} steps", flush=True)
-        ours = ours_cartpole(seed, args.cartpole_steps, args.eval_every, args.eval_episodes)
         sb3 = (
             None if "sb3" in args.skip else sb3_cartpole(seed, args.cartpole_steps, args.eval_every, args.eval_episodes)
         )
-        o_steps, o_wall = ours["solved"] or (None, None)
-        s_steps, s_wall = (sb3 or {}).get("solved") or (None, None)
-        rows.append(
-            (f"CartPole s{seed} steps to 475", _fmt(o_steps, "d"), _fmt(s_steps, "d"), _ratio(o_steps, s_steps))
+        for envs in args.cartpole_envs:
+            ours = ours_cartpole(seed, args.cartpole_steps, args.eval_every, args.eval_episodes, envs)
+            cartpole_rows(rows, f"CartPole s{seed}" + (f" {envs} envs" if envs > 1 else ""), ours, sb3)
+
+
+def cartpole_rows(rows: list, label: str, ours: dict, sb3: dict | None) -> None:
+    o_steps, o_wall = ours["solved"] or (None, None)
+    s_steps, s_wall = (sb3 or {}).get("solved") or (None, None)
+    rows.append((f"{label} steps to 475", _fmt(o_steps, "d"), _fmt(s_steps, "d"), _ratio(o_steps, s_steps)))
+    rows.append((f"{label} train s to 475", _fmt(o_wall), _fmt(s_wall), _ratio(o_wall, s_wall)))
+    rows.append(
+        (
+            f"{label} train s total",
+            _fmt(ours["wall"]),
+            _fmt(sb3 and sb3["wall"]),
+            _ratio(ours["wall"], sb3 and sb3["wall"]),
         )
-        rows.append((f"CartPole s{seed} train s to 475", _fmt(o_wall), _fmt(s_wall), _ratio(o_wall, s_wall)))
-        rows.append(
-            (
-                f"CartPole s{seed} train s total",
-                _fmt(ours["wall"]),
-                _fmt(sb3 and sb3["wall"]),
-                _ratio(ours["wall"], sb3 and sb3["wall"]),
-            )
+    )
+    rows.append(
+        (
+            f"{label} final greedy",
+            _fmt(ours["final"]),
+            _fmt(sb3 and sb3["final"]),
+            _ratio(ours["final"], sb3 and sb3["final"]),
         )
-        rows.append(
-            (
-                f"CartPole s{seed} final greedy",
-                _fmt(ours["final"]),
-                _fmt(sb3 and sb3["final"]),
-                _ratio(ours["final"], sb3 and sb3["final"]),
-            )
-        )
+    )
 
 
 def pong(args: argparse.Namespace, rows: list) -> None:
@@ -325,16 +408,22 @@ def pong(args: argparse.Namespace, rows: list) -> None:
     print(f"Pong SPS: warm-up {args.pong_warmup}, window {args.pong_window}, device {args.device}", flush=True)
     ceiling = ceiling_sps(args.device)
     print(f"  ceiling {ceiling:.0f} steps/s", flush=True)
-    # SB3's DQN has no Double DQN: the matched comparison turns ours off too; our default is measured beside.
-    ours = ours_pong_sps(args.pong_warmup, args.pong_window, buffer, args.device, double_q=False)
-    print(f"  ours {ours:.0f} steps/s", flush=True)
-    double = ours_pong_sps(args.pong_warmup, args.pong_window, buffer, args.device, double_q=True)
-    print(f"  ours, Double DQN {double:.0f} steps/s", flush=True)
+    # SB3's DQN has no Double DQN: the matched comparison turns ours off too; Double DQN is measured beside.
+    zoo = ours_pong_sps(pong_overrides(args.pong_warmup, buffer), args.pong_warmup, args.pong_window, args.device)
+    print(f"  ours, RL Zoo settings {zoo:.0f} steps/s", flush=True)
+    double = ours_pong_sps(pong_overrides(args.pong_warmup, buffer, double_q=True), args.pong_warmup,
+                           args.pong_window, args.device)  # fmt: skip
+    print(f"  ours, RL Zoo settings + Double DQN {double:.0f} steps/s", flush=True)
+    preset = ours_pong_sps({"learning_starts": args.pong_warmup, "buffer_size": buffer}, args.pong_warmup,
+                           args.pong_window, args.device)  # fmt: skip
+    print(f"  ours, Pong preset {preset:.0f} steps/s", flush=True)
     sb3 = None if "sb3" in args.skip else sb3_pong_sps(args.pong_warmup, args.pong_window, buffer, args.device)
     print(f"  sb3 {_fmt(sb3, '.0f')} steps/s", flush=True)
-    rows.append(("Pong train steps/s", f"{ours:.0f}", _fmt(sb3, ".0f"), _ratio(ours, sb3)))
-    rows.append(("Pong train steps/s, Double DQN", f"{double:.0f}", _fmt(sb3, ".0f"), _ratio(double, sb3)))
-    rows.append(("Pong ceiling steps/s (plain torch)", f"{ceiling:.0f}", "", f"{ours / ceiling:.2f}"))
+    rows.append(("Pong train steps/s, RL Zoo settings", f"{zoo:.0f}", _fmt(sb3, ".0f"), _ratio(zoo, sb3)))
+    rows.append(("Pong train steps/s, + Double DQN", f"{double:.0f}", _fmt(sb3, ".0f"), _ratio(double, sb3)))
+    rows.append(("Pong train steps/s, Pong preset", f"{preset:.0f}", _fmt(sb3, ".0f"), _ratio(preset, sb3)))
+    # The share of the plain-torch update ceiling (same batch and replay ratio) that training reaches.
+    rows.append(("Pong ceiling steps/s (plain torch)", f"{ceiling:.0f}", "", f"{zoo / ceiling:.2f}"))
 
 
 if __name__ == "__main__":

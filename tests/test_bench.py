@@ -30,9 +30,13 @@ def bench(*args: str, timeout: float = 300) -> str:
 def test_bench_dqn_quick():
     out = bench(
         "bench/bench_dqn.py", "--quick", "--cartpole-steps", "1500", "--eval-every", "1000",
-        "--eval-episodes", "1", "--pong-warmup", "64", "--pong-window", "64",
+        "--eval-episodes", "1", "--pong-warmup", "64", "--pong-window", "64", "--cartpole-envs", "1", "4",
+        "--race-minutes", "0.15",
     )  # fmt: skip
-    for row in ("replay 1M Atari (GiB)", "CartPole s1 train s total", "Pong train steps/s", "Pong ceiling"):
+    rows = ("replay 1M Atari (GiB)", "CartPole s1 train s total", "CartPole s1 4 envs train s total",
+            "Pong train steps/s, RL Zoo settings", "Pong train steps/s, Pong preset", "Pong ceiling",
+            "steps to -15", "min to 0", "at the end: episodes")  # fmt: skip
+    for row in rows:
         assert row in out
 
 

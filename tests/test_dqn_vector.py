@@ -258,3 +258,16 @@ def test_pong_smoke_with_several_envs_logs_real_scores_and_resumes(tmp_path):
     assert again.replay.added == agent.replay.added and again.config.num_envs == 4
     resumed = again.learn(1_000, run_dir=tmp_path / "pong")
     assert resumed.global_step >= 4_000 and again.replay.added >= agent.replay.added + 1_000
+
+
+def test_a_run_resumed_without_its_replay_refills_it_before_learning(tmp_path):
+    settings = {"learning_starts": 300, "train_freq": 4, "batch_size": 16}
+    agent = make("dqn", seed=1, num_envs=2, **settings)
+    agent.learn(1_000, run_dir=tmp_path / "run")
+    again = load(tmp_path / "run")
+    assert len(again.replay) == 0 and again.steps == 1_000  # save_replay is off by default
+    updates = again.updates
+    again.learn(290)
+    assert again.updates == updates  # 290 transitions < learning_starts: still collecting
+    again.learn(100)
+    assert again.updates > updates
