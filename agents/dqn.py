@@ -23,7 +23,7 @@ from agents.networks import adam, is_image_space, make_torso
 from agents.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
 from core.errors import ConfigError, IncompatibleEnvError
-from core.resources import check_fits, torch_threads, total_memory, usable_cores
+from core.resources import check_fits, native_bf16, torch_threads, total_memory, usable_cores
 from core.seeding import generator_state, set_generator_state
 from envs import final_observations
 
@@ -94,9 +94,10 @@ class DQNConfig:
     one env after another in this process."""
     save_replay: bool = False
     """Put the replay buffer in checkpoints, so a resumed run keeps its memory (large for Atari)."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """`bf16`: the update's forward and backward passes run under bfloat16 autocast (CPUs with AVX-512
-    BF16 or AMX, CUDA); weights, Adam and the loss stay float32, acting stays float32."""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """`bf16`: the update's forward and backward passes run under bfloat16 autocast; weights, Adam and
+    the loss stay float32, acting stays float32. `auto`: bf16 where the device computes it natively (a
+    CPU with AVX-512 BF16 or AMX, a CUDA GPU that supports it), else fp32."""
     torch_threads: int = 0
     """CPU threads for torch; 0 picks 1 for MLPs (small batches only lose to thread sync, badly so on a
     busy machine) and up to 4 for the CNN."""
@@ -120,8 +121,8 @@ class DQNConfig:
             raise ConfigError("priority_eps and adam_eps must be positive")
         if self.exploration_steps < 0:
             raise ConfigError("exploration_steps must be >= 0 (0: use exploration_fraction)")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be fp32 or bf16, not {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"precision must be fp32, bf16 or auto, not {self.precision!r}")
         if self.num_envs < 1:
             raise ConfigError("num_envs must be >= 1")
         if self.num_envs > self.buffer_size:
@@ -146,7 +147,8 @@ _ATARI = {
     # Chosen for wall time to beat Pong's player on 2 CPU cores (docs/dqn-atari.md): 8 envs in ale-py's
     # threads, 16 replayed transitions per env step (batch 64 every 4 steps; RL Zoo: 8), the Rainbow
     # parts that pay on this budget (3-step returns, Double, dueling, prioritized replay, Adam eps
-    # 1.5e-4), learning from 10k steps with epsilon gone by 100k, and bf16 autocast for the update.
+    # 1.5e-4), learning from 10k steps with epsilon gone by 100k, and bf16 autocast for the update where
+    the processor computes bf16 natively.
     "num_envs": 8,
     "learning_rate": 1e-4,
     "adam_eps": 1.5e-4,
@@ -162,7 +164,7 @@ _ATARI = {
     "double_q": True,
     "dueling": True,
     "prioritized": True,
-    "precision": "bf16",
+    "precision": "auto",
 }
 
 
@@ -283,6 +285,8 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         else:
             self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack,
                                        streams=streams)  # fmt: skip
+        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and native_bf16(self.device))
+        """Whether the update runs under bfloat16 autocast (`precision`, resolved for this device)."""
         self.steps = 0
         self.updates = 0
         self.exploration_steps = 1
@@ -427,7 +431,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, (B,) |TD errors| without gradient, for the new priorities)."""
         obs, actions, returns, next_obs, terminated, discounts = batch
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             with torch.no_grad():
                 next_q_target = self.target_network(next_obs).float()
                 next_q_online = self.q_network(next_obs) if self.config.double_q else None

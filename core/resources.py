@@ -39,6 +39,21 @@ def torch_threads(threads: int, device: Any) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def native_bf16(device: Any) -> bool:
+    """Does `device` compute in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AVX-512 BF16
+    or AMX (Linux reports them in /proc/cpuinfo)? Elsewhere bf16 is emulated and slower than float32."""
+    import torch  # noqa: PLC0415  (resources stay importable without torch)
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def total_memory() -> int:
     """Bytes of physical memory."""
     try:

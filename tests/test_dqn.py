@@ -277,3 +277,12 @@ def test_bf16_update_matches_the_float32_one():
         agent._apply(loss)
         moves.append(weights(agent) - before)
     assert F.cosine_similarity(moves[0], moves[1], dim=0) > 0.95
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_takes_bf16_only_where_the_device_computes_it(native, monkeypatch):
+    monkeypatch.setattr(dqn_module, "native_bf16", lambda device: native)
+    auto = DQNAgent(DQNConfig(precision="auto"), CARTPOLE_OBS, gym.spaces.Discrete(2))
+    assert auto.bf16 is native
+    assert DQNAgent(DQNConfig(precision="bf16"), CARTPOLE_OBS, gym.spaces.Discrete(2)).bf16
+    assert not DQNAgent(DQNConfig(precision="fp32"), CARTPOLE_OBS, gym.spaces.Discrete(2)).bf16
