@@ -148,7 +148,7 @@ _ATARI = {
     # threads, 16 replayed transitions per env step (batch 64 every 4 steps; RL Zoo: 8), the Rainbow
     # parts that pay on this budget (3-step returns, Double, dueling, prioritized replay, Adam eps
     # 1.5e-4), learning from 10k steps with epsilon gone by 100k, and bf16 autocast for the update where
-    the processor computes bf16 natively.
+    # the processor computes bf16 natively.
     "num_envs": 8,
     "learning_rate": 1e-4,
     "adam_eps": 1.5e-4,
