@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents import Callback, StopAfter, make  # noqa: E402
 from agents.dqn import RL_ZOO_ATARI, DQNAgent, DQNConfig  # noqa: E402
 from agents.evaluation import evaluate_agent  # noqa: E402
-from agents.replay import ReplayBuffer  # noqa: E402
+from agents.replay import ReplayBatch, ReplayBuffer  # noqa: E402
 from core.resources import usable_cores  # noqa: E402
 from envs import EnvConfig, make_env  # noqa: E402
 
@@ -96,7 +97,6 @@ def ours_cartpole(seed: int, steps: int, eval_every: int, episodes: int, num_env
 
 
 def sb3_cartpole(seed: int, steps: int, eval_every: int, episodes: int) -> dict:
-    import gymnasium as gym
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -245,6 +245,20 @@ def plain_nature_q(n_actions: int = 6) -> torch.nn.Sequential:
     )  # fmt: skip
 
 
+def seconds_per_call(update, device: str, repeats: int) -> float:
+    """Mean seconds of `update()` over `repeats` calls after 3 warm-up calls (CUDA synchronised)."""
+    for _ in range(3):
+        update()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        update()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / repeats
+
+
 def ceiling_sps(device: str, repeats: int = 30) -> float:
     """One plain-torch Nature-CNN DQN update (online fwd+bwd, target fwd, Adam, grad clip), batch 32
     of uint8 frames scaled to [0, 1], at one update per 4 env steps; env stepping and acting are free."""
@@ -262,21 +276,26 @@ def ceiling_sps(device: str, repeats: int = 30) -> float:
         torch.nn.utils.clip_grad_norm_(online.parameters(), 10.0)
         optimizer.step()
 
-    for _ in range(3):
-        update()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        update()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return 4 / ((time.perf_counter() - started) / repeats)
+    return 4 / seconds_per_call(update, device, repeats)
+
+
+def update_ms(batch: int, precision: str, device: str, repeats: int = 15) -> float:
+    """One update of our agent (Double DQN target, online forward and backward, Huber, Adam) on a batch of
+    random frames, in milliseconds."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agent = DQNAgent(DQNConfig(batch_size=batch, precision=precision), space, gym.spaces.Discrete(6), device=device)
+    frames = torch.randint(0, 255, (batch, 4, 84, 84), dtype=torch.uint8, device=agent.device)
+    zeros = torch.zeros(batch, device=agent.device)
+    batch_ = ReplayBatch(frames, zeros.long(), zeros, frames.flip(0), zeros, zeros + 0.99)
+
+    def update() -> None:
+        agent._apply(agent.loss(batch_))
+
+    return 1000 * seconds_per_call(update, device, repeats)
 
 
 def replay_gib() -> tuple[float, float]:
     """1M Atari transitions: our buffer vs SB3's optimize_memory_usage buffer (arrays' nbytes)."""
-    import gymnasium as gym
 
     ours = ReplayBuffer(1_000_000, (4, 84, 84), np.uint8, frame_stack=4).nbytes
     try:
@@ -408,6 +427,10 @@ def pong(args: argparse.Namespace, rows: list) -> None:
     print(f"Pong SPS: warm-up {args.pong_warmup}, window {args.pong_window}, device {args.device}", flush=True)
     ceiling = ceiling_sps(args.device)
     print(f"  ceiling {ceiling:.0f} steps/s", flush=True)
+    for batch in (32, 64, 128):
+        fp32, bf16 = (update_ms(batch, p, args.device) for p in ("fp32", "bf16"))
+        print(f"  one update, batch {batch}: {fp32:.1f} ms fp32, {bf16:.1f} ms bf16", flush=True)
+        rows.append((f"update ms, batch {batch}: bf16 (vs fp32)", f"{bf16:.1f}", f"{fp32:.1f}", _ratio(bf16, fp32)))
     # SB3's DQN has no Double DQN: the matched comparison turns ours off too; Double DQN is measured beside.
     zoo = ours_pong_sps(pong_overrides(args.pong_warmup, buffer), args.pong_warmup, args.pong_window, args.device)
     print(f"  ours, RL Zoo settings {zoo:.0f} steps/s", flush=True)
