@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.2
 JOIN_SECONDS = 10.0
+DEAD_WORKER_GRACE = 1.0
+"""Seconds the others get to finish after a worker died: one killed while writing to the report queue
+takes the queue's lock with it, and the others would hang on it until JOIN_SECONDS."""
 
 
 @dataclass
@@ -76,14 +79,18 @@ def run_local(
         )
         for k in range(num_workers)
     ]
+    grace = JOIN_SECONDS
     try:
         with children_ignore_ctrl_c():
             for proc in procs:
                 proc.start()
         _relay(ctx, reports, procs, episodes)
+    except WorkerError:
+        grace = DEAD_WORKER_GRACE
+        raise
     finally:
         stop.set()
-        _shutdown(ctx, reports, procs, episodes)
+        _shutdown(ctx, reports, procs, episodes, grace)
     return stats
 
 
@@ -130,10 +137,10 @@ def _check_exited(exited: set[int], done: set[int]) -> None:
         raise WorkerError(f"a3c worker {rank} exited before it finished (exit code 0)")
 
 
-def _shutdown(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int]) -> None:
+def _shutdown(ctx: TrainContext, reports: Any, procs: list, episodes: Counter[int], grace: float) -> None:
     """Drain the queue while workers finish their last rollout (a full queue would block their exit),
-    count the steps they still report, then terminate whatever is left."""
-    deadline = time.monotonic() + JOIN_SECONDS
+    count the steps they still report, then terminate whatever is left after `grace` seconds."""
+    deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         try:
             message = reports.get(timeout=POLL_SECONDS)
