@@ -193,7 +193,7 @@ def resolve_vector_mode(config: EnvConfig, mode: VectorMode = "auto") -> VectorM
     available = _ale_batch_available(config)
     if mode == "batch" and not available:
         raise SuiteError(
-            f"a library batch needs ale-py's (an Atari id with the karpathy preprocessing); {config.env_id} has none"
+            f"a library batch needs ale-py's (an Atari id with the karpathy or dqn preprocessing); {config.env_id} has none"
         )
     if mode == "auto":
         return "batch" if available else "sync"
@@ -233,7 +233,7 @@ def make_vector_env(
         raise SuiteError(f"envs_per_step < num_envs needs ale-py's batch, not the {mode} mode")
     if partial and mode == "batch" and not _ale_batch_available(config):
         raise SuiteError(
-            f"envs_per_step < num_envs needs ale-py's batch (an Atari id, karpathy preprocessing); "
+            f"envs_per_step < num_envs needs ale-py's batch (an Atari id, karpathy or dqn preprocessing); "
             f"{config.env_id} here is not one"
         )
     resolved = resolve_vector_mode(config, mode)
