@@ -193,7 +193,8 @@ def resolve_vector_mode(config: EnvConfig, mode: VectorMode = "auto") -> VectorM
     available = _ale_batch_available(config)
     if mode == "batch" and not available:
         raise SuiteError(
-            f"a library batch needs ale-py's (an Atari id with the karpathy or dqn preprocessing); {config.env_id} has none"
+            f"a library batch needs ale-py's (an Atari id with the karpathy or dqn preprocessing); "
+            f"{config.env_id} has none"
         )
     if mode == "auto":
         return "batch" if available else "sync"
