@@ -271,3 +271,23 @@ def test_a_run_resumed_without_its_replay_refills_it_before_learning(tmp_path):
     assert again.updates == updates  # 290 transitions < learning_starts: still collecting
     again.learn(100)
     assert again.updates > updates
+
+
+def test_a_replay_saved_before_streams_existed_still_loads():
+    """Checkpoints written before streams kept 1-D arrays and plain-number counters: they load into a
+    one-stream buffer and sample the same transitions."""
+    buffer = ReplayBuffer(40, (2, 1, 1), np.int32, frame_stack=2)
+    buffer.start_episode(_stack_of([0, 1]))
+    for t in range(30):
+        buffer.add(t % 3, float(t), _stack_of([t + 1, t + 2]), terminated=t == 12, truncated=False)
+        if t == 12:
+            buffer.start_episode(_stack_of([100, 101]))
+    state = buffer.state_dict()
+    old = {key: value[0] for key, value in state.items() if key in ReplayBuffer._ARRAYS}
+    old.update(frames_added=int(buffer.frames_added[0]), added=buffer.added, in_episode=True,
+               current=int(buffer._current[0]))  # fmt: skip
+    again = ReplayBuffer(40, (2, 1, 1), np.int32, frame_stack=2)
+    again.load_state_dict(old)
+    a, b = (x.sample(64, np.random.default_rng(2), n_step=3, gamma=GAMMA) for x in (buffer, again))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert again.added == 30 and again.in_episode[0]
