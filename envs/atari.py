@@ -227,25 +227,10 @@ def ale_dqn_vector_env(
     `FrameStackObservation` in its C++ threads: (N, frame_stack, size, size) grayscale frames, max-pooled
     over the last two of each skip, up to `noop_max` no-ops and FIRE at reset, SAME_STEP autoreset; raw
     rewards and whole games (`AtariTrainingBatch` adds life loss and clipping above the statistics)."""
-    from ale_py.vector_env import AtariVectorEnv  # noqa: PLC0415  (ale-py is imported lazily by the factory)
-
-    return AtariVectorEnv(
-        game,
-        num_envs,
-        frameskip=frame_skip,
-        repeat_action_probability=repeat_action_probability,
-        img_height=screen_size,
-        img_width=screen_size,
-        grayscale=True,
-        stack_num=frame_stack,
-        maxpool=True,
-        noop_max=noop_max,
-        use_fire_reset=True,
-        episodic_life=False,
-        reward_clipping=False,
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-        **kwargs,
-    )
+    dqn = {"img_height": screen_size, "img_width": screen_size, "grayscale": True, "stack_num": frame_stack,
+           "maxpool": True, "noop_max": noop_max, "use_fire_reset": True}  # fmt: skip
+    return ale_vector_env(game, num_envs, frame_skip=frame_skip,
+                          repeat_action_probability=repeat_action_probability, **{**dqn, **kwargs})  # fmt: skip
 
 
 def ale_vector_env(game: str, num_envs: int, *, frame_skip: int, repeat_action_probability: float, **kwargs):
@@ -256,23 +241,10 @@ def ale_vector_env(game: str, num_envs: int, *, frame_skip: int, repeat_action_p
     With ale-py's `batch_size` below `num_envs`, `step` sends the actions to the envs of the previous
     answer and returns the first `batch_size` envs to finish (`infos["env_id"]`); the others go on
     emulating meanwhile. After `reset` the first answer holds `batch_size` envs and the other reset
-    frames arrive in later steps."""
+    frames arrive in later steps. `kwargs` may replace the raw settings (`ale_dqn_vector_env` does)."""
     from ale_py.vector_env import AtariVectorEnv  # noqa: PLC0415  (ale-py is imported lazily by the factory)
 
-    return AtariVectorEnv(
-        game,
-        num_envs,
-        frameskip=frame_skip,
-        repeat_action_probability=repeat_action_probability,
-        img_height=210,
-        img_width=160,
-        grayscale=False,
-        stack_num=1,
-        maxpool=False,
-        noop_max=0,
-        use_fire_reset=False,
-        episodic_life=False,
-        reward_clipping=False,
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-        **kwargs,
-    )
+    raw = {"img_height": 210, "img_width": 160, "grayscale": False, "stack_num": 1, "maxpool": False,
+           "noop_max": 0, "use_fire_reset": False, "episodic_life": False, "reward_clipping": False}  # fmt: skip
+    return AtariVectorEnv(game, num_envs, frameskip=frame_skip, repeat_action_probability=repeat_action_probability,
+                          autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, **{**raw, **kwargs})  # fmt: skip
