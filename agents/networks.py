@@ -7,12 +7,16 @@ A torso maps a batch of observations to a flat feature vector; each agent puts i
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+from core.errors import ConfigError
 
 
 def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int | None = None) -> nn.Sequential:
@@ -82,6 +86,31 @@ def adam(parameters, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(parameters, lr=lr, eps=eps)
+
+
+def check_compiler(device: torch.device) -> None:
+    """`torch.compile` builds its kernels with a C compiler (C++ on the CPU); without one the first update
+    would fail mid-run, so the run is refused before it starts."""
+    names = (
+        [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+        if device.type == "cpu"
+        else [os.environ.get("CC", ""), "gcc", "cc", "clang"]
+    )
+    if not any(name and shutil.which(name) for name in names):
+        kind = "C++" if device.type == "cpu" else "C"
+        raise ConfigError(
+            f"compile_update needs a {kind} compiler on PATH ({', '.join(names[1:])}); install one or leave it off"
+        )
+
+
+def compiled(module: nn.Module) -> nn.Module:
+    """`torch.compile(module)`: a view sharing the module's parameters, so the module's state_dict (and
+    so the checkpoint) keeps its plain names. Kernels are built in this process: no pool of compile
+    workers that could outlive a killed run."""
+    import torch._inductor.config as inductor  # noqa: PLC0415  (loaded only when compiling)
+
+    inductor.compile_threads = 1
+    return torch.compile(module)
 
 
 def is_image_space(space: gym.Space) -> bool:

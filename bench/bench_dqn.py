@@ -4,8 +4,9 @@
    and the final greedy return (evaluation time is not counted as training time).
    With `--cartpole-envs 1 4` also our agent on 4 envs (one batched forward pass, 4 replay streams).
 2. ALE/Pong-v5: training steps/s over a window after learning starts, ours and SB3's with RL Zoo's
-   settings, ours with the suite's Pong preset, and a ceiling: one Nature-CNN batch-32 update in plain
-   torch, at one update per 4 env steps (the share of it that training reaches is printed).
+   settings, ours with the suite's Pong preset (also with `compile_update`), and a ceiling: one
+   Nature-CNN batch-32 update in plain torch, at one update per 4 env steps (the share of it that
+   training reaches is printed).
 3. Replay memory for 1M Atari transitions: ours (frames stored once) vs SB3's ReplayBuffer with
    optimize_memory_usage, from the allocated array sizes.
 4. With `--race-minutes M`: a Pong race, our preset against the RL Zoo preset the suite shipped before
@@ -279,11 +280,12 @@ def ceiling_sps(device: str, repeats: int = 30) -> float:
     return 4 / seconds_per_call(update, device, repeats)
 
 
-def update_ms(batch: int, precision: str, device: str, repeats: int = 15) -> float:
+def update_ms(batch: int, precision: str, device: str, repeats: int = 15, compile_update: bool = False) -> float:
     """One update of our agent (Double DQN target, online forward and backward, Huber, Adam) on a batch of
-    random frames, in milliseconds."""
+    random frames, in milliseconds (with `compile_update`, after the compilation in the warm-up calls)."""
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    agent = DQNAgent(DQNConfig(batch_size=batch, precision=precision), space, gym.spaces.Discrete(6), device=device)
+    config = DQNConfig(batch_size=batch, precision=precision, compile_update=compile_update)
+    agent = DQNAgent(config, space, gym.spaces.Discrete(6), device=device)
     frames = torch.randint(0, 255, (batch, 4, 84, 84), dtype=torch.uint8, device=agent.device)
     zeros = torch.zeros(batch, device=agent.device)
     batch_ = ReplayBatch(frames, zeros.long(), zeros, frames.flip(0), zeros, zeros + 0.99)
@@ -431,6 +433,11 @@ def pong(args: argparse.Namespace, rows: list) -> None:
         fp32, bf16 = (update_ms(batch, p, args.device) for p in ("fp32", "bf16"))
         print(f"  one update, batch {batch}: {fp32:.1f} ms fp32, {bf16:.1f} ms bf16", flush=True)
         rows.append((f"update ms, batch {batch}: bf16 (vs fp32)", f"{bf16:.1f}", f"{fp32:.1f}", _ratio(bf16, fp32)))
+        if batch <= 64:
+            fast = update_ms(batch, "bf16", args.device, compile_update=True)
+            print(f"  one update, batch {batch}: {fast:.1f} ms bf16 with torch.compile", flush=True)
+            rows.append((f"update ms, batch {batch}: bf16 compiled (vs bf16)", f"{fast:.1f}", f"{bf16:.1f}",
+                         _ratio(fast, bf16)))  # fmt: skip
     # SB3's DQN has no Double DQN: the matched comparison turns ours off too; Double DQN is measured beside.
     zoo = ours_pong_sps(pong_overrides(args.pong_warmup, buffer), args.pong_warmup, args.pong_window, args.device)
     print(f"  ours, RL Zoo settings {zoo:.0f} steps/s", flush=True)
@@ -440,11 +447,16 @@ def pong(args: argparse.Namespace, rows: list) -> None:
     preset = ours_pong_sps({"learning_starts": args.pong_warmup, "buffer_size": buffer}, args.pong_warmup,
                            args.pong_window, args.device)  # fmt: skip
     print(f"  ours, Pong preset {preset:.0f} steps/s", flush=True)
+    compiled = ours_pong_sps({"learning_starts": args.pong_warmup, "buffer_size": buffer, "compile_update": True},
+                             args.pong_warmup, args.pong_window, args.device)  # fmt: skip
+    print(f"  ours, Pong preset + compile_update {compiled:.0f} steps/s", flush=True)
     sb3 = None if "sb3" in args.skip else sb3_pong_sps(args.pong_warmup, args.pong_window, buffer, args.device)
     print(f"  sb3 {_fmt(sb3, '.0f')} steps/s", flush=True)
     rows.append(("Pong train steps/s, RL Zoo settings", f"{zoo:.0f}", _fmt(sb3, ".0f"), _ratio(zoo, sb3)))
     rows.append(("Pong train steps/s, + Double DQN", f"{double:.0f}", _fmt(sb3, ".0f"), _ratio(double, sb3)))
     rows.append(("Pong train steps/s, Pong preset", f"{preset:.0f}", _fmt(sb3, ".0f"), _ratio(preset, sb3)))
+    rows.append(("Pong steps/s, preset compiled (vs preset)", f"{compiled:.0f}", f"{preset:.0f}",
+                 _ratio(compiled, preset)))  # fmt: skip
     # The share of the plain-torch update ceiling (same batch and replay ratio) that training reaches.
     rows.append(("Pong ceiling steps/s (plain torch)", f"{ceiling:.0f}", "", f"{zoo / ceiling:.2f}"))
 

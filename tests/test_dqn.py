@@ -17,6 +17,8 @@ from agents.networks import NatureCNN
 from agents.replay import ReplayBatch, ReplayBuffer
 from core.config import build_config
 from envs import EnvConfig
+from gym_agents import train as train_cli
+from gym_agents.cli import run_app
 from trainer.runner import train
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -265,7 +267,7 @@ def test_bf16_update_matches_the_float32_one():
     )
     batch = ReplayBatch(frames, actions, rewards, frames.flip(0), torch.zeros(32), torch.full((32,), 0.99))
     (loss32, err32), (loss16, err16) = (a.loss_and_errors(batch) for a in agents)
-    assert loss16.dtype == torch.float32 and float(loss16) == pytest.approx(float(loss32), rel=0.02)
+    assert loss16.dtype == torch.float32 and float(loss16.detach()) == pytest.approx(float(loss32.detach()), rel=0.02)
     assert torch.allclose(err16, err32, atol=0.03, rtol=0.02)
 
     def weights(agent: DQNAgent) -> torch.Tensor:
@@ -286,3 +288,45 @@ def test_auto_precision_takes_bf16_only_where_the_device_computes_it(native, mon
     assert auto.bf16 is native
     assert DQNAgent(DQNConfig(precision="bf16"), CARTPOLE_OBS, gym.spaces.Discrete(2)).bf16
     assert not DQNAgent(DQNConfig(precision="fp32"), CARTPOLE_OBS, gym.spaces.Discrete(2)).bf16
+
+
+def test_compiled_update_matches_the_eager_one():
+    """`compile_update` runs the same math: equal loss and TD errors, and two gradient steps move the
+    weights alike; the checkpoint keeps the plain module names."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agents = [DQNAgent(DQNConfig(compile_update=c, learning_rate=1e-3), space, gym.spaces.Discrete(6), seed=0)
+              for c in (False, True)]  # fmt: skip
+    agents[1].load_state_dict(agents[0].state_dict())
+    assert agents[1].update_q is not agents[1].q_network and agents[0].update_q is agents[0].q_network
+    assert agents[1].state_dict()["q_network"].keys() == agents[0].state_dict()["q_network"].keys()
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(2):
+        frames = torch.from_numpy(rng.integers(0, 255, (16, 4, 84, 84), dtype=np.uint8))
+        actions = torch.from_numpy(rng.integers(0, 6, 16))
+        rewards = torch.from_numpy(rng.normal(size=16).astype(np.float32))
+        batches.append(ReplayBatch(frames, actions, rewards, frames.flip(0), torch.zeros(16), torch.full((16,), 0.99)))
+    for batch in batches:
+        (eager, eager_errors), (fast, fast_errors) = (a.loss_and_errors(batch) for a in agents)
+        assert float(fast.detach()) == pytest.approx(float(eager.detach()), rel=1e-4, abs=1e-6)
+        assert torch.allclose(fast_errors, eager_errors, rtol=1e-4, atol=1e-5)
+        for agent, loss in zip(agents, (eager, fast), strict=True):
+            agent._apply(loss)
+    for eager_p, fast_p in zip(agents[0].q_network.parameters(), agents[1].q_network.parameters(), strict=True):
+        assert torch.allclose(eager_p, fast_p, rtol=1e-4, atol=1e-6)
+    # The compiled view shares the weights: a target sync reaches what the compiled target computes.
+    agents[1].sync_target()
+    obs = batches[0].obs
+    with torch.no_grad():
+        assert torch.allclose(agents[1].update_target(obs), agents[1].q_network(obs), rtol=1e-4, atol=1e-5)
+
+
+def test_compile_update_without_a_compiler_is_one_line_error_and_no_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("CXX", raising=False)
+    runs = tmp_path / "runs"
+    code = run_app(train_cli.app, ["dqn", "--set", "compile_update=true", "--runs-dir", str(runs), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: compile_update needs a C++ compiler on PATH")
+    assert not runs.exists() or not any(runs.iterdir())
