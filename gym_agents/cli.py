@@ -38,13 +38,18 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
         typer.echo("error: interrupted", err=True)
         return 130
     except _EXITS as exc:
-        if exc.exit_code == 130:  # typer turns a Ctrl-C outside our own handlers into a silent Exit(130)
-            typer.echo("error: interrupted", err=True)
-        return exc.exit_code
+        code = exc.exit_code
     except SuiteError as exc:
         typer.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
-    return result if isinstance(result, int) else 0
+    else:
+        code = result if isinstance(result, int) else 0
+    # A Ctrl-C before the command's own handlers are in place (a slow start-up): typer turns it into a
+    # silent Exit(130), which in this (non-standalone) mode comes back as the return value 130. No command
+    # of the suite returns 130 itself.
+    if code == 130:
+        typer.echo("error: interrupted", err=True)
+    return code
 
 
 def main_exit(app: typer.Typer) -> None:

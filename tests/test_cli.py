@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
+import typer
 
 from core.checkpoint import save_checkpoint
 from gym_agents import evaluate, train
@@ -134,3 +136,16 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys):
         assert len(lines) == 1 and message in lines[0], err
     code, _, err = run(evaluate, [str(tmp_path), "--episodes", "0"], capsys)
     assert code == 2 and "--episodes must be at least 1" in err
+
+
+def test_ctrl_c_before_the_command_handles_it_is_one_line(capsys):
+    """A KeyboardInterrupt inside a command (a Ctrl-C during a slow start-up, before the run's own
+    handlers) reaches the user as `error: interrupted` and exit 130, not a silent exit."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.command()
+    def slow_start() -> None:
+        raise KeyboardInterrupt
+
+    code, out, err = run(SimpleNamespace(app=app), [], capsys)
+    assert (code, out, err.strip()) == (130, "", "error: interrupted")
