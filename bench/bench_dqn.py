@@ -285,6 +285,7 @@ def update_ms(batch: int, precision: str, device: str, repeats: int = 15, compil
     random frames, in milliseconds (with `compile_update`, after the compilation in the warm-up calls)."""
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     config = DQNConfig(batch_size=batch, precision=precision, compile_update=compile_update)
+    torch._dynamo.reset()  # each agent's networks compile afresh, within dynamo's per-function recompile limit
     agent = DQNAgent(config, space, gym.spaces.Discrete(6), device=device)
     frames = torch.randint(0, 255, (batch, 4, 84, 84), dtype=torch.uint8, device=agent.device)
     zeros = torch.zeros(batch, device=agent.device)
@@ -449,6 +450,7 @@ def pong(args: argparse.Namespace, rows: list) -> None:
     settings = {"learning_starts": args.pong_warmup // 2, "buffer_size": buffer}
     preset = ours_pong_sps(settings, args.pong_warmup, args.pong_window, args.device)
     print(f"  ours, Pong preset {preset:.0f} steps/s", flush=True)
+    torch._dynamo.reset()
     compiled = ours_pong_sps({**settings, "compile_update": True}, args.pong_warmup, args.pong_window, args.device)
     print(f"  ours, Pong preset + compile_update {compiled:.0f} steps/s", flush=True)
     sb3 = None if "sb3" in args.skip else sb3_pong_sps(args.pong_warmup, args.pong_window, buffer, args.device)
