@@ -23,7 +23,7 @@ from agents.networks import adam, check_compiler, compiled, is_image_space, make
 from agents.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
 from core.errors import ConfigError, IncompatibleEnvError
-from core.resources import check_fits, native_bf16, torch_threads, total_memory, usable_cores
+from core.resources import check_fits, default_threads, native_bf16, torch_threads, total_memory
 from core.seeding import generator_state, set_generator_state
 from envs import final_observations
 
@@ -103,7 +103,7 @@ class DQNConfig:
     after a compilation of some seconds at the first update; on a CPU it needs a C++ compiler."""
     torch_threads: int = 0
     """CPU threads for torch; 0 picks 1 for MLPs (small batches only lose to thread sync, badly so on a
-    busy machine) and up to 4 for the CNN."""
+    busy machine) and up to 4 for the CNN (at most the usable cores and `OMP_NUM_THREADS` where set)."""
 
     def validate(self) -> None:
         if self.learning_rate <= 0:
@@ -388,7 +388,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
 
     def _default_threads(self) -> int:
         # Small MLP updates run fastest on one thread; the CNN's convolutions use a few cores.
-        return min(4, usable_cores()) if is_image_space(self.observation_space) else 1
+        return default_threads(4) if is_image_space(self.observation_space) else 1
 
     def observe(self, observation, action, reward, next_observation, terminated, truncated):
         if not self.replay.in_episode[0]:

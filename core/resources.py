@@ -23,6 +23,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_threads(wanted: int) -> int:
+    """Torch threads for a run that did not choose a count: `wanted`, at most the usable cores, and at most
+    `OMP_NUM_THREADS` where the user set it (the usual way to share a machine between runs: two runs
+    that each spin two OpenMP threads on two cores wait on each other's barriers and crawl)."""
+    threads = min(wanted, usable_cores())
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        threads = min(threads, int(limit))
+    return max(1, threads)
+
+
 @contextmanager
 def torch_threads(threads: int, device: Any) -> Iterator[None]:
     """Run the block with `threads` intra-op threads on the CPU (0 or a CUDA device: unchanged), then

@@ -169,6 +169,27 @@ def test_nature_cnn_forward_on_fake_image_space():
     assert np.isfinite(agent.update())
 
 
+def test_cnn_threads_default_to_the_cores_and_respect_omp_num_threads(monkeypatch):
+    import core.resources as resources
+
+    frames = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+
+    def threads(**config) -> int:
+        return DQNAgent(DQNConfig(buffer_size=10, **config), frames, gym.spaces.Discrete(6)).cores_used()
+
+    monkeypatch.setattr(resources, "usable_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads() == 4  # the CNN's default: up to 4
+    monkeypatch.setattr(resources, "usable_cores", lambda: 2)
+    assert threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a user sharing the machine between two runs
+    assert threads() == 1
+    assert threads(torch_threads=3) == 3  # an explicit setting wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert threads() == 2
+    assert DQNAgent(DQNConfig(), CARTPOLE_OBS, gym.spaces.Discrete(2)).cores_used() == 1  # MLPs: one
+
+
 def test_a_round_draws_its_batches_together_within_the_byte_cap(monkeypatch):
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     agent = DQNAgent(DQNConfig(batch_size=2, buffer_size=10), space, gym.spaces.Discrete(6))
