@@ -37,7 +37,7 @@ from agents import Callback, StopAfter, make  # noqa: E402
 from agents.dqn import RL_ZOO_ATARI, DQNAgent, DQNConfig  # noqa: E402
 from agents.evaluation import evaluate_agent  # noqa: E402
 from agents.replay import ReplayBatch, ReplayBuffer  # noqa: E402
-from core.resources import usable_cores  # noqa: E402
+from core.resources import default_threads  # noqa: E402
 from envs import EnvConfig, make_env  # noqa: E402
 
 SB3_KEYS = (
@@ -426,11 +426,11 @@ def cartpole_rows(rows: list, label: str, ours: dict, sb3: dict | None) -> None:
 
 def pong(args: argparse.Namespace, rows: list) -> None:
     buffer = max(10_000, args.pong_warmup + args.pong_window)
-    torch.set_num_threads(min(4, usable_cores()))  # what DQNAgent.learn picks for the CNN
+    torch.set_num_threads(default_threads(4))  # what DQNAgent.learn picks for the CNN
     print(f"Pong SPS: warm-up {args.pong_warmup}, window {args.pong_window}, device {args.device}", flush=True)
     ceiling = ceiling_sps(args.device)
     print(f"  ceiling {ceiling:.0f} steps/s", flush=True)
-    for batch in (32, 64, 128):
+    for batch in (16, 32, 64, 128):
         fp32, bf16 = (update_ms(batch, p, args.device) for p in ("fp32", "bf16"))
         print(f"  one update, batch {batch}: {fp32:.1f} ms fp32, {bf16:.1f} ms bf16", flush=True)
         rows.append((f"update ms, batch {batch}: bf16 (vs fp32)", f"{bf16:.1f}", f"{fp32:.1f}", _ratio(bf16, fp32)))
