@@ -49,7 +49,8 @@ class TrainResult:
     episode_returns: list[float]
     """Real returns of the episodes finished in this call."""
     mean_return: float
-    """Mean of the last 100 of them (nan if none finished)."""
+    """Mean return of the run's last 100 episodes, earlier calls and sittings included (nan before the
+    run's first episode)."""
     wall_time: float
     """Seconds this call took."""
     interrupted: bool
@@ -197,7 +198,7 @@ class Agent(ABC, Generic[C]):
             agent=self.name,
             agent_config=config_to_dict(self.config),
             env_config=config_to_dict(self.env_config),
-            run=RunState(**vars(self.run)),
+            run=self.run.copy(),
             agent_state=self.state_dict(),
             rng=rng_state(),
         )
@@ -312,6 +313,7 @@ class Agent(ABC, Generic[C]):
             total_steps=self.run.total_steps,
             global_step=self.run.global_step,
             episodes=self.run.episodes,
+            recent_returns=self.run.recent_returns,
             run_dir=directory,
             logger=logger,
             save_checkpoint=save,
@@ -324,6 +326,7 @@ class Agent(ABC, Generic[C]):
 
     def _sync_run(self, session: Session, wall_time: float) -> None:
         self.run.global_step, self.run.episodes, self.run.wall_time = session.global_step, session.episodes, wall_time
+        self.run.recent_returns = list(session.recent_returns)
 
 
 def require_discrete(agent: str, space: gym.Space, what: str) -> None:

@@ -63,8 +63,9 @@ class StopAfter(Callback):
 
 
 class StopAtReturn(Callback):
-    """Stop once the mean return of the last `window` episodes reaches `threshold` (no earlier than
-    `window` episodes; episodes of earlier `learn` calls do not count)."""
+    """Stop once the mean return of the run's last `window` episodes reaches `threshold` (no earlier than
+    `window` episodes). A resumed run's episodes before the resume count, as far as the run keeps them
+    (its last 100)."""
 
     def __init__(self, threshold: float, window: int = 100):
         if not math.isfinite(threshold):
@@ -76,6 +77,7 @@ class StopAtReturn(Callback):
 
     def on_start(self, ctx: TrainContext) -> None:
         self.returns.clear()
+        self.returns.extend(ctx.recent_returns)
 
     @property
     def mean(self) -> float:

@@ -9,6 +9,7 @@ callbacks, Ctrl-C), so an agent never opens a log or a file itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,12 +33,14 @@ class TrainContext(Protocol):
     """Episodes finished so far."""
     episode_returns: list[float]
     """Real returns of the episodes finished in this `learn` call."""
+    recent_returns: Sequence[float]
+    """Real returns of the run's last 100 episodes, oldest first, earlier calls and sittings included."""
     run_dir: Path | None
     """Where the run's files go; None when learning without a run directory (nothing is written)."""
 
     @property
     def recent_mean_return(self) -> float:
-        """Mean return of the last 100 episodes of this `learn` call (nan before the first)."""
+        """Mean of `recent_returns`: the run's last 100 episodes (nan before the first)."""
         ...
 
     # Environments

@@ -8,7 +8,8 @@ import json
 import shutil
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import gymnasium as gym
 import torch
 
 from agents.callbacks import Callback
-from core.checkpoint import CHECKPOINT_DIR, remove_stale_temp_files
+from core.checkpoint import CHECKPOINT_DIR, RECENT_EPISODES, remove_stale_temp_files
 from core.errors import SuiteError
 from core.runlock import LOCK_NAME, RunLock
 from core.tblog import RunLogger
@@ -39,6 +40,7 @@ class Session:
         total_steps: int,
         global_step: int,
         episodes: int,
+        recent_returns: Iterable[float] = (),
         run_dir: Path | None,
         logger: RunLogger | None,
         save_checkpoint: Callable[..., Path | None],
@@ -53,6 +55,7 @@ class Session:
         self.global_step = global_step
         self.episodes = episodes
         self.episode_returns: list[float] = []
+        self.recent_returns: deque[float] = deque(recent_returns, maxlen=RECENT_EPISODES)
         self.run_dir = run_dir
         self.interrupted = False
         self.stop_reason: str | None = None
@@ -101,6 +104,7 @@ class Session:
     def record_episode(self, episodic_return: float, length: int) -> None:
         self.episodes += 1
         self.episode_returns.append(float(episodic_return))
+        self.recent_returns.append(float(episodic_return))
         if self._logger is not None:
             self._logger.episode(self.global_step, float(episodic_return), int(length))
         for callback in self._callbacks:
@@ -136,8 +140,9 @@ class Session:
 
     @property
     def recent_mean_return(self) -> float:
-        """Mean return of the last 100 episodes of this `learn` call (nan before the first)."""
-        window = self.episode_returns[-100:]
+        """Mean return of the run's last 100 episodes, earlier calls and sittings included (nan before the
+        first)."""
+        window = self.recent_returns
         return sum(window) / len(window) if window else float("nan")
 
     # Control ----------------------------------------------------------------------------------
@@ -186,7 +191,7 @@ class Session:
             self._user_env = None
         if self._logger is not None:
             best = None if self.agent is None else self.agent.run.best_return
-            recent = self.recent_mean_return if self.episode_returns else None
+            recent = self.recent_mean_return if self.recent_returns else None
             metrics = {"hparams/mean_return_last100": recent, "hparams/best_eval_return": best}
             self._logger.close(self.global_step, metrics)
 

@@ -30,6 +30,8 @@ VERSION = 2
 READABLE_VERSIONS = (1, 2)
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
+RECENT_EPISODES = 100
+"""Episodes a run's "mean return of the last 100" covers (`RunState.recent_returns` keeps that many)."""
 
 
 @dataclass
@@ -48,6 +50,13 @@ class RunState:
     """Seconds spent learning so far, over every sitting."""
     best_return: float | None = None
     """Best mean return of the evaluations during training (`agents.Evaluate`), None before the first."""
+    recent_returns: list[float] = field(default_factory=list)
+    """Real returns of the run's last `RECENT_EPISODES` episodes, oldest first, over every sitting, so a
+    resumed run's "mean of the last 100" and `StopAtReturn` go on from where it stopped. (Checkpoints
+    written before this field existed load with it empty: their window starts again at the resume.)"""
+
+    def copy(self) -> RunState:
+        return dataclasses.replace(self, recent_returns=list(self.recent_returns))
 
 
 @dataclass
@@ -88,6 +97,12 @@ class Checkpoint:
             run_state = RunState(**{k: v for k, v in run.items() if k in known})
         except TypeError as exc:
             raise CheckpointError(f"{where} does not hold a usable agent ({exc})") from exc
+        recent = run_state.recent_returns
+        if not isinstance(recent, (list, tuple)) or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) for r in recent
+        ):
+            raise CheckpointError(f"{where} does not hold a usable agent (its recent returns are not numbers)")
+        run_state.recent_returns = [float(r) for r in recent][-RECENT_EPISODES:]
         for name in ("agent_config", "env_config", "agent_state"):
             if not isinstance(data[name], dict):
                 raise CheckpointError(f"{where} does not hold a usable agent ({name} is not a mapping)")

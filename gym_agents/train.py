@@ -9,6 +9,7 @@ python train.py qtable --resume runs/FrozenLake-v1__qtable__1__20260101-120000
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -146,7 +147,7 @@ def train(
         _report_seeds(run_seeds(options, seed_list))
         return
     result = run(options)
-    returns = f"{result.mean_return:.3f}" if result.episode_returns else "n/a"
+    returns = "n/a" if math.isnan(result.mean_return) else f"{result.mean_return:.3f}"
     typer.echo(
         f"{result.agent} on {result.env_id}: {result.global_step:,} steps, {result.episodes:,} episodes, "
         f"mean return (last 100) {returns}, {result.wall_time:.1f} s"

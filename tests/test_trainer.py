@@ -14,7 +14,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents import load
+from agents import StopAtReturn, load
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import CheckpointError, ConfigError, SuiteError
 from trainer.runner import train
@@ -83,6 +83,57 @@ def test_resume_continues_steps_schedule_and_curve(runs_dir):
     logged = scalars(first.run_dir).Scalars("charts/episodic_return")
     assert len(logged) == second.episodes
     assert max(e.step for e in logged) <= 25_000 and min(e.step for e in logged[first.episodes :]) > 10_000
+
+
+def test_a_resumed_run_keeps_the_mean_of_its_last_100_episodes_across_the_resume(runs_dir):
+    first = train("qtable", steps=10_000, seed=3, runs_dir=runs_dir, name="m", progress=False)
+    assert first.episodes > 100
+    assert first.mean_return == pytest.approx(np.mean(first.episode_returns[-100:]))
+    saved = load_checkpoint(first.run_dir)["run"]["recent_returns"]
+    assert saved == pytest.approx(first.episode_returns[-100:])
+    # Resumed for fewer than 100 episodes: the mean still covers the run's last 100, not the call's few.
+    second = train("qtable", steps=10_300, resume=first.run_dir, progress=False)
+    assert 0 < len(second.episode_returns) < 100
+    whole = [e.value for e in scalars(first.run_dir).Scalars("charts/episodic_return")]
+    assert whole == pytest.approx(first.episode_returns + second.episode_returns)
+    assert second.mean_return == pytest.approx(np.mean(whole[-100:]))
+    assert second.mean_return != pytest.approx(np.mean(second.episode_returns))
+    # The TensorBoard summary metric and the command line's summary line say the same.
+    hparams = scalars(first.run_dir).Scalars("hparams/mean_return_last100")
+    assert hparams[-1].value == pytest.approx(second.mean_return)
+    out = subprocess.run(
+        [sys.executable, "train.py", "qtable", "--resume", str(first.run_dir), "--steps", "10600", "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    third = load(first.run_dir).run
+    after = [e.value for e in scalars(first.run_dir).Scalars("charts/episodic_return")]
+    assert len(after) == third.episodes and third.recent_returns == pytest.approx(after[-100:])
+    assert f"mean return (last 100) {np.mean(after[-100:]):.3f}" in out
+
+
+def test_stop_at_return_after_a_resume_counts_the_episodes_before_it(runs_dir):
+    first = train("qtable", steps=10_000, seed=3, runs_dir=runs_dir, name="s", progress=False)
+    threshold = first.mean_return - 0.05  # already met by the last 100 episodes before the resume
+    resumed = load(first.run_dir)
+    result = resumed.learn(50_000, run_dir=first.run_dir, callbacks=[StopAtReturn(threshold)])
+    assert result.stop_reason is not None and "last 100 episodes" in result.stop_reason
+    assert len(result.episode_returns) <= 5, "waited for 100 new episodes instead of going on from the run's"
+
+
+def test_checkpoints_without_recent_returns_still_load_and_bad_ones_are_refused(runs_dir, tmp_path):
+    first = train("qtable", steps=2000, seed=3, runs_dir=runs_dir, name="o", progress=False)
+    data = load_checkpoint(first.run_dir)
+    del data["run"]["recent_returns"]  # as written before the field existed
+    data = {k: v for k, v in data.items() if k not in ("format", "version", "checksum")}
+    old = save_checkpoint(data, tmp_path / "old.pt")
+    assert load(old).run.recent_returns == [] and load(old).run.episodes == first.episodes
+    data["run"]["recent_returns"] = ["high", 1.0]
+    with pytest.raises(CheckpointError, match="recent returns are not numbers"):
+        load(save_checkpoint(data, tmp_path / "bad.pt"))
 
 
 def test_resume_refuses_other_agent_and_overrides(runs_dir):
