@@ -68,6 +68,9 @@ class DQNConfig:
     """Gradient-norm clip (Stable-Baselines3's default)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """MLP hidden layers for vector observations (ignored for images: Nature CNN)."""
+    cnn_scale: float = 1.0
+    """Width of the Nature CNN for images, as a multiple of Mnih et al.'s (0.5: 16, 32, 32 filters and 256
+    units, a cheaper update that affords more of them)."""
     double_q: bool = True
     """Double DQN target (van Hasselt et al. 2016): online net picks, target net evaluates."""
     dueling: bool = False
@@ -128,6 +131,8 @@ class DQNConfig:
             raise ConfigError(f"precision must be fp32, bf16 or auto, not {self.precision!r}")
         if self.num_envs < 1:
             raise ConfigError("num_envs must be >= 1")
+        if not 0 < self.cnn_scale <= 8:
+            raise ConfigError(f"cnn_scale must be in (0, 8], not {self.cnn_scale}")
         if self.num_envs > self.buffer_size:
             raise ConfigError("buffer_size must hold at least one transition per env (num_envs)")
 
@@ -178,9 +183,16 @@ class QNetwork(nn.Module):
     Input (batch, *obs_shape); output (batch, n_actions) float32 Q-values.
     """
 
-    def __init__(self, observation_space: gym.Space, n_actions: int, hidden_sizes: tuple[int, ...], dueling: bool):
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        n_actions: int,
+        hidden_sizes: tuple[int, ...],
+        dueling: bool,
+        cnn_scale: float = 1.0,
+    ):
         super().__init__()
-        self.torso = make_torso(observation_space, hidden_sizes)
+        self.torso = make_torso(observation_space, hidden_sizes, cnn_scale)
         width = self.torso.out_features
         self.dueling = dueling
         self.advantage = nn.Linear(width, n_actions)
@@ -303,7 +315,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
 
     def _build_network(self) -> QNetwork:
         c = self.config
-        return QNetwork(self.observation_space, self.n_actions, tuple(c.hidden_sizes), c.dueling)
+        return QNetwork(self.observation_space, self.n_actions, tuple(c.hidden_sizes), c.dueling, c.cnn_scale)
 
     # Acting ---------------------------------------------------------------------------------------
     @property

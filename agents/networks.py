@@ -39,16 +39,19 @@ class NatureCNN(nn.Module):
 
     Weights and activations are kept channels-last: on CPU the oneDNN convolutions skip their layout
     reorders then (the gain is in docs/performance.md).
+
+    `scale` multiplies every layer's width (0.5: 16, 32, 32 filters and 256 units), for a cheaper update.
     """
 
-    def __init__(self, in_channels: int, height: int = 84, width: int = 84, features: int = 512):
+    def __init__(self, in_channels: int, height: int = 84, width: int = 84, scale: float = 1.0):
         super().__init__()
+        c1, c2, c3, features = (max(1, round(n * scale)) for n in (32, 64, 64, 512))
         self.convs = nn.Sequential(
-            nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
+            nn.Conv2d(in_channels, c1, kernel_size=8, stride=4),
             nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.Conv2d(c1, c2, kernel_size=4, stride=2),
             nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.Conv2d(c2, c3, kernel_size=3, stride=1),
             nn.ReLU(),
             nn.Flatten(),
         )
@@ -118,12 +121,13 @@ def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3)
 
 
-def make_torso(space: gym.Space, hidden_sizes: Sequence[int]) -> nn.Module:
-    """Nature CNN for image stacks, else an MLP with `hidden_sizes`; `.out_features` gives its width."""
+def make_torso(space: gym.Space, hidden_sizes: Sequence[int], cnn_scale: float = 1.0) -> nn.Module:
+    """Nature CNN (its widths times `cnn_scale`) for image stacks, else an MLP with `hidden_sizes`;
+    `.out_features` gives its width."""
     shape = space.shape
     if is_image_space(space):
         channels = shape[0] if len(shape) == 3 else 1
-        return NatureCNN(channels, shape[-2], shape[-1])
+        return NatureCNN(channels, shape[-2], shape[-1], scale=cnn_scale)
     if not isinstance(space, gym.spaces.Box):
         raise TypeError(f"no torso for observation space {space}")
     return FlatMLP(int(np.prod(shape)), hidden_sizes)

@@ -16,6 +16,7 @@ from agents.evaluation import evaluate_agent
 from agents.networks import NatureCNN
 from agents.replay import ReplayBatch, ReplayBuffer
 from core.config import build_config
+from core.errors import ConfigError
 from envs import EnvConfig
 from gym_agents import train as train_cli
 from gym_agents.cli import run_app
@@ -167,6 +168,22 @@ def test_nature_cnn_forward_on_fake_image_space():
     for _ in range(3):
         agent.replay.add(1, 1.0, space.sample(), False, False)
     assert np.isfinite(agent.update())
+
+
+def test_cnn_scale_narrows_every_layer_and_is_checked():
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    full = DQNAgent(DQNConfig(batch_size=2, buffer_size=10, dueling=True), space, gym.spaces.Discrete(6))
+    half = DQNAgent(DQNConfig(batch_size=2, buffer_size=10, dueling=True, cnn_scale=0.5), space, gym.spaces.Discrete(6))
+    convs = [m for m in half.q_network.torso.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 32]
+    assert half.q_network.torso.out_features == 256 and half.q_network.value.in_features == 256
+    assert half.q_network.torso.fc[0].in_features == 32 * 7 * 7
+    # Weights and biases: three convs, the 3136-wide fc, the advantage and value heads.
+    assert sum(p.numel() for p in full.q_network.parameters()) == 8_224 + 32_832 + 36_928 + 1_606_144 + 3_078 + 513
+    assert sum(p.numel() for p in half.q_network.parameters()) == 4_112 + 8_224 + 9_248 + 401_664 + 1_542 + 257
+    assert half.q_network(torch.zeros(3, 4, 84, 84, dtype=torch.uint8)).shape == (3, 6)
+    with pytest.raises(ConfigError, match="cnn_scale"):
+        DQNConfig(cnn_scale=0).validate()
 
 
 def test_cnn_threads_default_to_the_cores_and_respect_omp_num_threads(monkeypatch):
