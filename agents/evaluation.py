@@ -70,7 +70,8 @@ class Evaluate(Callback):
     """Every `every` env steps the greedy policy plays `episodes` episodes of a separate env in eval mode
     (real scores: no reward clipping, no life-loss endings); `eval/mean_return` and `eval/std_return` are
     logged against env steps, and `checkpoints/best.pt` is written (atomically) whenever the mean beats
-    the best so far (the run's best is kept in its checkpoints, so a resumed run keeps it). With
+    the best so far (the run's best and this schedule are kept in its checkpoints, so a resumed run keeps
+    them; `train.py --resume` evaluates on the same schedule unless told otherwise). With
     `video_every`, one evaluation episode is recorded to `<run>/videos/step-<N>-episode-0.mp4` at that
     interval. Agents with worker processes are evaluated from a snapshot of their weights while the
     workers go on training."""
@@ -88,6 +89,7 @@ class Evaluate(Callback):
         self._next = {"eval": math.inf, "video": math.inf}
 
     def on_start(self, ctx: Session) -> None:
+        ctx.agent.run.evaluation = {"every": self.every, "episodes": self.episodes, "video_every": self.video_every}
         for kind, interval in (("eval", self.every), ("video", self.video_every)):
             self._next[kind] = (ctx.global_step // interval + 1) * interval if interval else math.inf
 

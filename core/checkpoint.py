@@ -55,8 +55,12 @@ class RunState:
     resumed run's "mean of the last 100" and `StopAtReturn` go on from where it stopped. (Checkpoints
     written before this field existed load with it empty: their window starts again at the resume.)"""
 
+    evaluation: dict[str, int] = field(default_factory=dict)
+    """The run's `agents.Evaluate` schedule (`every`, `episodes`, `video_every`), so that `train.py --resume`
+    goes on evaluating as the run did; empty for a run that never evaluated."""
+
     def copy(self) -> RunState:
-        return dataclasses.replace(self, recent_returns=list(self.recent_returns))
+        return dataclasses.replace(self, recent_returns=list(self.recent_returns), evaluation=dict(self.evaluation))
 
 
 @dataclass
@@ -103,6 +107,12 @@ class Checkpoint:
         ):
             raise CheckpointError(f"{where} does not hold a usable agent (its recent returns are not numbers)")
         run_state.recent_returns = [float(r) for r in recent][-RECENT_EPISODES:]
+        evaluation = run_state.evaluation
+        if not isinstance(evaluation, dict) or not all(
+            k in ("every", "episodes", "video_every") and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in evaluation.items()
+        ):
+            raise CheckpointError(f"{where} does not hold a usable agent (its evaluation schedule is not valid)")
         for name in ("agent_config", "env_config", "agent_state"):
             if not isinstance(data[name], dict):
                 raise CheckpointError(f"{where} does not hold a usable agent ({name} is not a mapping)")

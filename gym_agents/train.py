@@ -74,7 +74,9 @@ def train(
     eval_every: Annotated[
         int | None, typer.Option(help="Evaluate the greedy policy every N env steps; keeps checkpoints/best.pt.")
     ] = None,
-    eval_episodes: Annotated[int, typer.Option(help="Episodes of each evaluation.")] = 5,
+    eval_episodes: Annotated[
+        int | None, typer.Option(help="Episodes of each evaluation (default 5, or a resumed run's).")
+    ] = None,
     video_every: Annotated[
         int | None, typer.Option(help="Record one evaluation episode to <run>/videos every N env steps.")
     ] = None,

@@ -124,15 +124,20 @@ def test_stop_at_return_after_a_resume_counts_the_episodes_before_it(runs_dir):
     assert len(result.episode_returns) <= 5, "waited for 100 new episodes instead of going on from the run's"
 
 
-def test_checkpoints_without_recent_returns_still_load_and_bad_ones_are_refused(runs_dir, tmp_path):
+def test_checkpoints_without_the_newer_run_fields_still_load_and_bad_ones_are_refused(runs_dir, tmp_path):
     first = train("qtable", steps=2000, seed=3, runs_dir=runs_dir, name="o", progress=False)
     data = load_checkpoint(first.run_dir)
-    del data["run"]["recent_returns"]  # as written before the field existed
+    del data["run"]["recent_returns"], data["run"]["evaluation"]  # as written before the fields existed
     data = {k: v for k, v in data.items() if k not in ("format", "version", "checksum")}
     old = save_checkpoint(data, tmp_path / "old.pt")
     assert load(old).run.recent_returns == [] and load(old).run.episodes == first.episodes
+    assert load(old).run.evaluation == {}
     data["run"]["recent_returns"] = ["high", 1.0]
     with pytest.raises(CheckpointError, match="recent returns are not numbers"):
+        load(save_checkpoint(data, tmp_path / "bad.pt"))
+    data["run"]["recent_returns"] = [1.0]
+    data["run"]["evaluation"] = {"every": "often"}
+    with pytest.raises(CheckpointError, match="evaluation schedule is not valid"):
         load(save_checkpoint(data, tmp_path / "bad.pt"))
 
 

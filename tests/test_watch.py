@@ -59,6 +59,25 @@ def test_a_resumed_run_keeps_its_best(tmp_path):
     assert kept == max([best] + [m for _, m, _ in later.history])
 
 
+def test_train_py_resume_goes_on_evaluating_on_the_runs_schedule(tmp_path):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "train.py", "qtable", "--no-progress", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    run = tmp_path / "runs" / "r"
+    cli("--steps", "4000", "--eval-every", "1000", "--eval-episodes", "7", "--runs-dir", str(tmp_path / "runs"),
+        "--name", "r")  # fmt: skip
+    assert load(run).run.evaluation == {"every": 1000, "episodes": 7, "video_every": 0}
+    cli("--resume", str(run), "--steps", "6000")  # no --eval-every: the run's own schedule
+    assert [p.step for p in scalars(run, "eval/mean_return")] == [1000, 2000, 3000, 4000, 5000, 6000]
+    cli("--resume", str(run), "--steps", "8000", "--eval-every", "2000", "--eval-episodes", "3")  # told otherwise
+    assert [p.step for p in scalars(run, "eval/mean_return")][-1] == 8000
+    assert len(scalars(run, "eval/mean_return")) == 7
+    assert load(run).run.evaluation == {"every": 2000, "episodes": 3, "video_every": 0}
+
+
 @pytest.mark.slow
 def test_a3c_is_evaluated_from_a_snapshot_while_its_workers_train(tmp_path):
     agent = make("a3c", env="CartPole-v1", num_workers=2, lstm_size=0, hidden_size=32)

@@ -45,7 +45,8 @@ class RunOptions:
     """Stop once the mean return of the last 100 episodes reaches this (`StopAtReturn`)."""
     eval_every: int | None = None
     """Evaluate the greedy policy every this many env steps (`agents.Evaluate`), keeping the best."""
-    eval_episodes: int = 5
+    eval_episodes: int | None = None
+    """Episodes of each evaluation; None: 5, or a resumed run's own number."""
     video_every: int | None = None
     """Record one evaluation episode to <run>/videos every this many env steps."""
     progress: bool = True
@@ -92,7 +93,7 @@ def prepare(options: RunOptions) -> tuple[Agent, Path, int]:
     ):
         if value is not None and value < 1:
             raise ConfigError(f"{option} must be positive, not {value}")
-    if options.eval_episodes < 1:
+    if options.eval_episodes is not None and options.eval_episodes < 1:
         raise ConfigError(f"--eval-episodes must be at least 1, not {options.eval_episodes}")
     if options.resume is not None:
         if options.env_id is not None or options.env_kwargs:
@@ -131,11 +132,23 @@ def run(options: RunOptions) -> TrainResult:
         callbacks.append(StopAfter(minutes=options.max_minutes))
     if options.stop_at_return is not None:
         callbacks.append(StopAtReturn(options.stop_at_return))
-    if options.eval_every or options.video_every:
-        callbacks.append(Evaluate(options.eval_every or 0, options.eval_episodes, video_every=options.video_every or 0))
+    evaluation = evaluation_schedule(options, agent)
+    if evaluation is not None:
+        callbacks.append(Evaluate(evaluation[0], evaluation[1], video_every=evaluation[2]))
     if steps < 1:
         raise ConfigError(f"the run already has {agent.run.global_step:,} steps; ask --steps for more")
     return agent.learn(steps, run_dir=run_dir, callbacks=callbacks, progress=options.progress)
+
+
+def evaluation_schedule(options: RunOptions, agent: Agent) -> tuple[int, int, int] | None:
+    """(every, episodes, video_every) of the run's `Evaluate`, None for none: the options' where they ask
+    for evaluations or videos, else a resumed run's own schedule (with the options' episodes, if given)."""
+    if options.eval_every or options.video_every:
+        return options.eval_every or 0, options.eval_episodes or 5, options.video_every or 0
+    kept = agent.run.evaluation if options.resume is not None else {}
+    if not (kept.get("every") or kept.get("video_every")):
+        return None
+    return kept.get("every", 0), options.eval_episodes or kept.get("episodes") or 5, kept.get("video_every", 0)
 
 
 def train(agent: str, **kwargs: Any) -> TrainResult:

@@ -107,7 +107,7 @@ class Plan:
     ) -> Evaluate:
         """One trial's run, its evaluations followed by `follow(evaluation)` (pruning, reporting)."""
         agent = new_agent(self.options, seed, self.env_id, **params)
-        evaluation = Evaluate(self.every, self.options.eval_episodes)
+        evaluation = Evaluate(self.every, self.options.eval_episodes or 5)
         result = agent.learn(self.steps, run_dir=run_dir, callbacks=[evaluation, follow(evaluation)])
         if result.interrupted:
             raise TrialInterrupted(f"stopped at step {result.global_step:,}")
