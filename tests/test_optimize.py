@@ -39,7 +39,10 @@ def test_a_study_prunes_is_interrupted_and_resumes(tmp_path, capsys):
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (study_db.exists() and len(finished(study_db)) >= 3):
+        # Read the study only once its first trial started: a reader that opens the SQLite file while the
+        # search still creates its tables races it to write the schema (one of the two fails).
+        started = study_db.parent / "trial-0"
+        while time.monotonic() < deadline and not (started.exists() and len(finished(study_db)) >= 3):
             time.sleep(0.2)
         os.killpg(search.pid, signal.SIGINT)  # Ctrl-C in the middle of the search
         out, err = search.communicate(timeout=60)
