@@ -63,7 +63,8 @@ class Session:
         self._save_checkpoint = save_checkpoint
         self._callbacks = list(callbacks)
         self._stepped = [c for c in self._callbacks if c.step_interval > 0]
-        self._due = [global_step + c.step_interval for c in self._stepped]
+        # Each hook's first call: the first multiple of its interval past the start (a resumed run's too).
+        self._due = [(global_step // c.step_interval + 1) * c.step_interval for c in self._stepped]
         self._next_due = min(self._due, default=None)
         self._checkpoint_requested = False
         self._user_env = user_env

@@ -67,10 +67,10 @@ def test_train_py_resume_goes_on_evaluating_on_the_runs_schedule(tmp_path):
         return done
 
     run = tmp_path / "runs" / "r"
-    cli("--steps", "4000", "--eval-every", "1000", "--eval-episodes", "7", "--runs-dir", str(tmp_path / "runs"),
+    cli("--steps", "4500", "--eval-every", "1000", "--eval-episodes", "7", "--runs-dir", str(tmp_path / "runs"),
         "--name", "r")  # fmt: skip
     assert load(run).run.evaluation == {"every": 1000, "episodes": 7, "video_every": 0}
-    cli("--resume", str(run), "--steps", "6000")  # no --eval-every: the run's own schedule
+    cli("--resume", str(run), "--steps", "6000")  # no --eval-every: the run's own schedule, on its multiples
     assert [p.step for p in scalars(run, "eval/mean_return")] == [1000, 2000, 3000, 4000, 5000, 6000]
     cli("--resume", str(run), "--steps", "8000", "--eval-every", "2000", "--eval-episodes", "3")  # told otherwise
     assert [p.step for p in scalars(run, "eval/mean_return")][-1] == 8000
