@@ -280,11 +280,13 @@ def ceiling_sps(device: str, repeats: int = 30) -> float:
     return 4 / seconds_per_call(update, device, repeats)
 
 
-def update_ms(batch: int, precision: str, device: str, repeats: int = 15, compile_update: bool = False) -> float:
+def update_ms(
+    batch: int, precision: str, device: str, repeats: int = 15, compile_update: bool = False, cnn_scale: float = 1.0
+) -> float:
     """One update of our agent (Double DQN target, online forward and backward, Huber, Adam) on a batch of
     random frames, in milliseconds (with `compile_update`, after the compilation in the warm-up calls)."""
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    config = DQNConfig(batch_size=batch, precision=precision, compile_update=compile_update)
+    config = DQNConfig(batch_size=batch, precision=precision, compile_update=compile_update, cnn_scale=cnn_scale)
     torch._dynamo.reset()  # each agent's networks compile afresh, within dynamo's per-function recompile limit
     agent = DQNAgent(config, space, gym.spaces.Discrete(6), device=device)
     frames = torch.randint(0, 255, (batch, 4, 84, 84), dtype=torch.uint8, device=agent.device)
@@ -439,6 +441,11 @@ def pong(args: argparse.Namespace, rows: list) -> None:
             print(f"  one update, batch {batch}: {fast:.1f} ms bf16 with torch.compile", flush=True)
             rows.append((f"update ms, batch {batch}: bf16 compiled (vs bf16)", f"{fast:.1f}", f"{bf16:.1f}",
                          _ratio(fast, bf16)))  # fmt: skip
+        if batch == 32:
+            half = update_ms(batch, "bf16", args.device, cnn_scale=0.5)
+            print(f"  one update, batch {batch}: {half:.1f} ms bf16 with the half-width CNN", flush=True)
+            rows.append((f"update ms, batch {batch}: bf16 cnn_scale 0.5 (vs 1)", f"{half:.1f}", f"{bf16:.1f}",
+                         _ratio(half, bf16)))  # fmt: skip
     # SB3's DQN has no Double DQN: the matched comparison turns ours off too; Double DQN is measured beside.
     zoo = ours_pong_sps(pong_overrides(args.pong_warmup, buffer), args.pong_warmup, args.pong_window, args.device)
     print(f"  ours, RL Zoo settings {zoo:.0f} steps/s", flush=True)

@@ -35,7 +35,8 @@ def test_bench_dqn_quick():
     )  # fmt: skip
     rows = ("replay 1M Atari (GiB)", "CartPole s1 train s total", "CartPole s1 4 envs train s total",
             "Pong train steps/s, RL Zoo settings", "Pong train steps/s, Pong preset", "Pong ceiling",
-            "update ms, batch 16: bf16", "update ms, batch 32: bf16", "batch 32: bf16 compiled", "preset compiled",
+            "update ms, batch 16: bf16", "update ms, batch 32: bf16", "batch 32: bf16 compiled", "bf16 cnn_scale 0.5",
+            "preset compiled",
             "steps to -15", "min to 0", "at the end: episodes")  # fmt: skip
     for row in rows:
         assert row in out
