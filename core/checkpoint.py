@@ -54,7 +54,6 @@ class RunState:
     """Real returns of the run's last `RECENT_EPISODES` episodes, oldest first, over every sitting, so a
     resumed run's "mean of the last 100" and `StopAtReturn` go on from where it stopped. (Checkpoints
     written before this field existed load with it empty: their window starts again at the resume.)"""
-
     evaluation: dict[str, int] = field(default_factory=dict)
     """The run's `agents.Evaluate` schedule (`every`, `episodes`, `video_every`), so that `train.py --resume`
     goes on evaluating as the run did; empty for a run that never evaluated."""

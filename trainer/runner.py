@@ -20,6 +20,9 @@ from core.errors import ConfigError, SuiteError
 from core.resources import die_with_parent, usable_cores
 from core.seeding import check_seed
 
+EVAL_EPISODES = 5
+"""Episodes of each evaluation unless `--eval-episodes` (or a resumed run's schedule) says otherwise."""
+
 
 @dataclass
 class RunOptions:
@@ -46,7 +49,7 @@ class RunOptions:
     eval_every: int | None = None
     """Evaluate the greedy policy every this many env steps (`agents.Evaluate`), keeping the best."""
     eval_episodes: int | None = None
-    """Episodes of each evaluation; None: 5, or a resumed run's own number."""
+    """Episodes of each evaluation; None: `EVAL_EPISODES`, or a resumed run's own number."""
     video_every: int | None = None
     """Record one evaluation episode to <run>/videos every this many env steps."""
     progress: bool = True
@@ -144,11 +147,12 @@ def evaluation_schedule(options: RunOptions, agent: Agent) -> tuple[int, int, in
     """(every, episodes, video_every) of the run's `Evaluate`, None for none: the options' where they ask
     for evaluations or videos, else a resumed run's own schedule (with the options' episodes, if given)."""
     if options.eval_every or options.video_every:
-        return options.eval_every or 0, options.eval_episodes or 5, options.video_every or 0
+        return options.eval_every or 0, options.eval_episodes or EVAL_EPISODES, options.video_every or 0
     kept = agent.run.evaluation if options.resume is not None else {}
     if not (kept.get("every") or kept.get("video_every")):
         return None
-    return kept.get("every", 0), options.eval_episodes or kept.get("episodes") or 5, kept.get("video_every", 0)
+    episodes = options.eval_episodes or kept.get("episodes") or EVAL_EPISODES
+    return kept.get("every", 0), episodes, kept.get("video_every", 0)
 
 
 def train(agent: str, **kwargs: Any) -> TrainResult:

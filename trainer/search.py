@@ -18,7 +18,7 @@ import numpy as np
 from agents import Evaluate, get_agent_class
 from agents.callbacks import Callback
 from core.errors import ConfigError, SuiteError
-from trainer.runner import RunOptions, new_agent, split_overrides
+from trainer.runner import EVAL_EPISODES, RunOptions, new_agent, split_overrides
 
 
 class TrialInterrupted(Exception):
@@ -107,7 +107,7 @@ class Plan:
     ) -> Evaluate:
         """One trial's run, its evaluations followed by `follow(evaluation)` (pruning, reporting)."""
         agent = new_agent(self.options, seed, self.env_id, **params)
-        evaluation = Evaluate(self.every, self.options.eval_episodes or 5)
+        evaluation = Evaluate(self.every, self.options.eval_episodes or EVAL_EPISODES)
         result = agent.learn(self.steps, run_dir=run_dir, callbacks=[evaluation, follow(evaluation)])
         if result.interrupted:
             raise TrialInterrupted(f"stopped at step {result.global_step:,}")
