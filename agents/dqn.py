@@ -153,7 +153,7 @@ RL_ZOO_ATARI = {
 
 _ATARI = {
     # Chosen for wall time to beat Pong's player on 2 CPU cores (docs/dqn-atari.md): 16 envs in ale-py's
-    # threads (8 beat the player on one of seeds 1 and 2, 16 on both, and act for less per step);
+    # threads (8 beat the player on one of seeds 1 and 2, 16 on both);
     # 16 replayed transitions per env step as batch 32 every 2 steps (RL Zoo: 32 every 4), twice
     # the updates of batch 64 every 4 for about the same cost; the Rainbow parts that pay on this budget
     # (3-step returns, Double, dueling, prioritized replay, Adam eps 1.5e-4); learning from 10k steps with
