@@ -152,13 +152,12 @@ RL_ZOO_ATARI = {
 }
 
 _ATARI = {
-    # Chosen for wall time to beat Pong's player on 2 CPU cores (docs/dqn-atari.md): 16 envs in ale-py's
-    # threads (8 beat the player on one of seeds 1 and 2, 16 on both);
-    # 16 replayed transitions per env step as batch 32 every 2 steps (RL Zoo: 32 every 4), twice
-    # the updates of batch 64 every 4 for about the same cost; the Rainbow parts that pay on this budget
-    # (3-step returns, Double, dueling, prioritized replay, Adam eps 1.5e-4); learning from 10k steps with
-    # epsilon gone by 50k; a step size of 2e-4 with a target sync every 1,000 steps (500 updates); bf16
-    # autocast for the update where the processor computes bf16 natively.
+    # Chosen for wall time to beat Pong's player on 2 CPU cores (docs/dqn-atari.md): 16 envs in ale-py's threads (8
+    # beat the player on one of seeds 1 and 2, 16 on both); 16 replayed transitions per env step as batch 32 every 2
+    # steps (RL Zoo: 32 every 4), twice the updates of batch 64 every 4 for about the same cost; the Rainbow parts
+    # that pay on this budget (3-step returns, Double, dueling, prioritized replay, Adam eps 1.5e-4); learning from
+    # 10k steps with epsilon gone by 50k; a step size of 2e-4 with a target sync every 1,000 steps (500 updates);
+    # bf16 autocast for the update where the processor computes bf16 natively.
     "num_envs": 16,
     "learning_rate": 2e-4,
     "adam_eps": 1.5e-4,
