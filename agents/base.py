@@ -27,7 +27,7 @@ from agents.session import RunDirectory, Session
 from core.checkpoint import CHECKPOINT_DIR, LATEST, Checkpoint, RunState
 from core.config import config_to_dict
 from core.errors import ConfigError, IncompatibleEnvError, WorkerError
-from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits
+from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits, keep_freed_memory
 from core.seeding import rng_state
 from core.tblog import RunLogger
 from envs import EnvConfig, resolve_vector_mode
@@ -237,6 +237,7 @@ class Agent(ABC, Generic[C]):
         if not all(isinstance(c, Callback) for c in callbacks):
             raise ConfigError("callbacks must be instances of agents.Callback (StopAfter, StopAtReturn, ...)")
         self.check_machine()
+        keep_freed_memory()  # each update reuses the last one's memory instead of faulting it in again
         self.run.total_steps = self.run.global_step + int(steps)
         owned = None
         if run_dir is not None:

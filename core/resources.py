@@ -65,6 +65,51 @@ def native_bf16(device: Any) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# glibc's mallopt parameters (<malloc.h>) and the values `keep_freed_memory` sets.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+KEEP_MMAP_THRESHOLD = 64 * 2**20
+"""Blocks smaller than this come from the heap, not from a fresh mmap that is unmapped when freed."""
+KEEP_TRIM_THRESHOLD = 128 * 2**20
+"""Free memory at the top of the heap up to this stays with the process instead of going back to the OS."""
+_USER_MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+_kept_freed_memory = False
+
+
+def keep_freed_memory() -> bool:
+    """Keep memory that a training step frees for the next step, instead of handing it back to the OS.
+
+    A gradient update allocates and frees the same few-megabyte tensors every time. glibc's default
+    policy returns them to the kernel (large blocks are unmapped; the heap's top is trimmed), so the next
+    update takes a page fault on every 4 KiB page it touches again: hundreds per Atari update, thousands
+    per second in a run. Raising the mmap and trim thresholds once for the process keeps that memory
+    mapped, at the cost of holding up to `KEEP_TRIM_THRESHOLD` of freed heap. Process-wide and lasting;
+    called by `Agent.learn`. Linux with glibc only; left alone where the user tuned malloc through its
+    environment variables (`MALLOC_*_`, `GLIBC_TUNABLES`). Returns whether the setting is in force."""
+    global _kept_freed_memory
+    if _kept_freed_memory:
+        return True
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in _USER_MALLOC_SETTINGS):
+        return False
+    if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    import ctypes  # noqa: PLC0415
+    import platform  # noqa: PLC0415
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    # Both: setting either turns off glibc's dynamic thresholds, which would leave the other at its default.
+    _kept_freed_memory = bool(mallopt(_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)) and bool(
+        mallopt(_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD)
+    )
+    return _kept_freed_memory
+
+
 def total_memory() -> int:
     """Bytes of physical memory."""
     try:

@@ -220,3 +220,49 @@ def test_torch_thread_limit_is_restored_and_ignored_off_the_cpu():
     with torch_threads(1, torch.device("cuda")):
         assert torch.get_num_threads() == before
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+
+
+_FAULTS_AFTER = """
+import resource, sys
+import numpy as np
+from agents import make
+from core.resources import keep_freed_memory
+if sys.argv[1] == "learn":
+    make("qtable", env="FrozenLake-v1", seed=1).learn(50)
+    print(keep_freed_memory(), end=" ")  # already in force: learn set it
+else:
+    print(False, end=" ")
+block = 48 << 20  # above glibc's largest dynamic mmap threshold (32 MiB): unmapped on free by default
+np.ones(block, np.uint8)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    np.ones(block, np.uint8)  # made, written and freed: the same memory again each time, if it was kept
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(mode: str, **env: str) -> tuple[str, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", _FAULTS_AFTER, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+        cwd=Path(__file__).parent.parent,
+        check=True,
+    )
+    kept, faults = done.stdout.split()
+    return kept, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_learn_keeps_freed_memory_so_repeated_allocations_stop_faulting():
+    # A training step frees and re-allocates the same large tensors; without the setting each one is
+    # handed back to the OS and faulted in again page by page.
+    _, plain = _faults("plain")
+    kept, after_learn = _faults("learn")
+    assert kept == "True"
+    assert plain >= 20 and after_learn * 10 < plain, (plain, after_learn)
+    # A user's own malloc tuning wins: the suite leaves it alone.
+    assert _faults("learn", MALLOC_TOP_PAD_=str(128 << 10))[0] == "False"
+    assert _faults("learn", GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")[0] == "False"
