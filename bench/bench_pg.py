@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import Callback, make  # noqa: E402
+from core.resources import keep_freed_memory  # noqa: E402
 from envs.spec import ensure_registered  # noqa: E402
 
 ENV_ID = "ALE/Pong-v5"
@@ -211,6 +212,7 @@ def main() -> None:
     args = parser.parse_args()
     window = args.window or (20.0 if args.quick else 60.0)
     signal.signal(signal.SIGINT, _request_stop)
+    keep_freed_memory()  # the reference runs under the allocator setting our `learn` makes, too
     # (kind, num_envs, mode, envs_per_step): ours by default (16 envs, acting on the first 8 to finish
     # while the other 8 emulate), then the whole batch of 8 at once, one env, a process per env.
     plans = [

@@ -36,7 +36,7 @@ def test_bench_dqn_quick():
     rows = ("replay 1M Atari (GiB)", "CartPole s1 train s total", "CartPole s1 4 envs train s total",
             "Pong train steps/s, RL Zoo settings", "Pong train steps/s, Pong preset", "Pong ceiling",
             "update ms, batch 16: bf16", "update ms, batch 32: bf16", "batch 32: bf16 compiled", "bf16 cnn_scale 0.5",
-            "preset with 8 envs",
+            "preset with 8 envs", "memory kept (vs returned)",
             "preset compiled",
             "steps to -15", "min to 0", "at the end: episodes")  # fmt: skip
     for row in rows:
