@@ -81,8 +81,8 @@ def keep_freed_memory() -> bool:
 
     A gradient update allocates and frees the same few-megabyte tensors every time. glibc's default
     policy returns them to the kernel (large blocks are unmapped; the heap's top is trimmed), so the next
-    update takes a page fault on every 4 KiB page it touches again: hundreds per Atari update, thousands
-    per second in a run. Raising the mmap and trim thresholds once for the process keeps that memory
+    update takes a page fault on every page it touches again (docs/dqn-atari.md measures the cost on
+    Pong). Raising the mmap and trim thresholds once for the process keeps that memory
     mapped, at the cost of holding up to `KEEP_TRIM_THRESHOLD` of freed heap. Process-wide and lasting;
     called by `Agent.learn`. Linux with glibc only; left alone where the user tuned malloc through its
     environment variables (`MALLOC_*_`, `GLIBC_TUNABLES`). Returns whether the setting is in force."""

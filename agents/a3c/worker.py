@@ -20,7 +20,7 @@ from torch import nn
 from agents.a3c.config import A3CConfig
 from agents.a3c.network import ActorCritic
 from agents.a3c.returns import a3c_loss, gae, n_step_returns
-from core.resources import die_with_parent
+from core.resources import die_with_parent, keep_freed_memory
 from envs import EnvConfig, make_env
 
 
@@ -129,6 +129,7 @@ def worker_main(
     # terminate() must still close the env: the VizDoom engine is a separate process that ignores SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     torch.set_num_threads(1)  # one core per worker; more threads only fight each other
+    keep_freed_memory()  # as the trainer's process does: each update reuses the last one's memory
     learner = None
     try:
         learner = RolloutLearner(config, env_config, seed)
