@@ -450,9 +450,9 @@ def cartpole_rows(rows: list, label: str, ours: dict, sb3: dict | None) -> None:
 def pong(args: argparse.Namespace, rows: list) -> None:
     buffer = max(10_000, args.pong_warmup + args.pong_window)
     torch.set_num_threads(default_threads(4))  # what DQNAgent.learn picks for the CNN
+    print(f"Pong SPS: warm-up {args.pong_warmup}, window {args.pong_window}, device {args.device}", flush=True)
     returned = update_ms_memory_returned(args.device)
     print(f"  one update, batch 32: {returned:.1f} ms bf16 with freed memory returned to the OS", flush=True)
-    print(f"Pong SPS: warm-up {args.pong_warmup}, window {args.pong_window}, device {args.device}", flush=True)
     ceiling = ceiling_sps(args.device)
     print(f"  ceiling {ceiling:.0f} steps/s", flush=True)
     for batch in (16, 32, 64, 128):
