@@ -42,7 +42,7 @@ def make(
     seed = check_seed(seed)
     env_config, user_env = resolve_env(cls.default_env if env is None else env, env_kwargs)
     try:
-        config = build_config(cls.Config, cls.presets.get(env_config.name, {}), hyperparameters)
+        config = build_config(cls.Config, cls.preset_for(env_config.env_id), hyperparameters)
         env_config = with_settings(cls.env_config_for(env_config, config), env_settings or {})
         torch_device = resolve_device(device)
         observation_space, action_space = spaces_of(env_config, base=user_env)

@@ -31,6 +31,7 @@ from core.resources import ENV_BYTES, PROCESS_BYTES, check_fits, keep_freed_memo
 from core.seeding import rng_state
 from core.tblog import RunLogger
 from envs import EnvConfig, resolve_vector_mode
+from envs.spec import env_family, split_env_id
 
 C = TypeVar("C")
 
@@ -69,9 +70,11 @@ class Agent(ABC, Generic[C]):
     default_steps: ClassVar[int]
     """Env steps of a run on an env without its own budget in `step_budgets`."""
     step_budgets: ClassVar[dict[str, int]] = {}
-    """Env steps of a run per env id, where they differ from `default_steps`."""
+    """Env steps of a run per env id, where they differ from `default_steps`; a family's name (`atari`,
+    `vizdoom`, `classic`) gives the budget of each of its ids without its own."""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    """Per-env hyperparameter overrides, as data: `{"Taxi-v4": {"learning_rate": 0.5}}`."""
+    """Per-env hyperparameter overrides, as data: `{"Taxi-v4": {"learning_rate": 0.5}}`; a family's name
+    (`{"atari": {...}}`) gives the preset of each of its ids without its own."""
     search_space: ClassVar[dict[str, dict[str, Any]]] = {}
     """What `train.py AGENT --optimize` searches, as data: `{"gamma": {"low": 0.9, "high": 0.999}}`
     (`"log": True` for a log scale; `{"choices": [...]}` for a categorical)."""
@@ -118,8 +121,13 @@ class Agent(ABC, Generic[C]):
 
     @classmethod
     def steps_for(cls, env_id: str) -> int:
-        """The step budget of a run on `env_id`."""
-        return cls.step_budgets.get(env_id, cls.default_steps)
+        """The step budget of a run on `env_id`: its own, else its family's, else `default_steps`."""
+        return cls.step_budgets.get(env_id, cls.step_budgets.get(env_family(env_id), cls.default_steps))
+
+    @classmethod
+    def preset_for(cls, env_id: str) -> dict[str, Any]:
+        """The hyperparameters applied for `env_id` before the user's: its own preset, else its family's."""
+        return dict(cls.presets.get(split_env_id(env_id)[1], cls.presets.get(env_family(env_id), {})))
 
     # The family's own parts ---------------------------------------------------------------------
     @abstractmethod

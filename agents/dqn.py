@@ -233,7 +233,12 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
     Config = DQNConfig
     default_env = "CartPole-v1"
     default_steps = 50_000
-    step_budgets = {"Acrobot-v1": 100_000, "ALE/Pong-v5": 2_000_000, "ALE/Breakout-v5": 10_000_000}
+    step_budgets = {
+        "Acrobot-v1": 100_000,
+        "ALE/Pong-v5": 2_000_000,
+        "PongNoFrameskip-v4": 2_000_000,
+        "atari": 10_000_000,
+    }
     """RL Zoo's budgets (hyperparams/dqn.yml), but Pong's: its preset plays 20+ well before 2M steps."""
     search_space = {  # after RL Zoo's DQN sampler (rl_zoo3/hyperparams_opt.py)
         "learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
@@ -267,8 +272,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
             "exploration_final_eps": 0.1,
             "hidden_sizes": (256, 256),
         },
-        "ALE/Pong-v5": dict(_ATARI),
-        "ALE/Breakout-v5": dict(_ATARI),
+        "atari": dict(_ATARI),  # every Atari id: ALE/Pong-v5, ALE/Breakout-v5, PongNoFrameskip-v4, ...
     }
 
     @classmethod

@@ -163,7 +163,7 @@ def describe_config(
     lines = [f"  {n:<{width[0]}}  {t:<{width[1]}}  {d:<{width[2]}}  {doc}" for n, t, d, doc in rows]
     if presets:
         lines.append("")
-        lines.append("Presets (applied for these envs before --set):")
+        lines.append("Presets (applied for these envs before --set; a family, such as atari, for each of its ids):")
         for env_id, preset in presets.items():
             lines.append(f"  {env_id}: " + ", ".join(f"{k}={v}" for k, v in preset.items()))
     return "\n".join(lines)

@@ -54,7 +54,7 @@ def _make_base(config: EnvConfig, render_mode: str | None) -> gym.Env:
     if config.family == "atari":
         # AtariPreprocessing does its own frame skipping (with a max over the last two frames).
         kwargs["frameskip"] = 1 if preprocessing == "dqn" else config.frame_skip
-        kwargs["repeat_action_probability"] = config.repeat_action_probability
+        kwargs["repeat_action_probability"] = config.resolved_repeat_action_probability()
     elif config.family == "vizdoom":
         kwargs["frame_skip"] = config.frame_skip
         # The engine checks for, then creates, ./_vizdoom; two workers starting at once raced there and
@@ -300,7 +300,7 @@ def _ale_batch(config: EnvConfig, num_envs: int, envs_per_step: int) -> gym.vect
     spec_kwargs = gym.spec(config.name).kwargs
     common = {
         "frame_skip": config.frame_skip,
-        "repeat_action_probability": config.repeat_action_probability,
+        "repeat_action_probability": config.resolved_repeat_action_probability(),
         "max_num_frames_per_episode": config.env_kwargs.get(
             "max_num_frames_per_episode", spec_kwargs.get("max_num_frames_per_episode", 108_000)
         ),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from core.errors import UnknownEnvError
+from core.errors import ConfigError, UnknownEnvError
 
 Family = Literal["classic", "atari", "vizdoom"]
 Preprocessing = Literal["none", "dqn", "karpathy", "doom"]
@@ -109,8 +109,10 @@ class EnvConfig:
     """Sign-clip rewards in training (Atari `dqn` preprocessing only); evaluation never clips."""
     episodic_life: bool = True
     """End a training episode at each life lost (Atari `dqn` preprocessing only); evaluation never does."""
-    repeat_action_probability: float = 0.25
-    """Sticky actions of ALE v5 (Machado et al. 2018); 0 for the deterministic v4 behaviour."""
+    repeat_action_probability: float | None = None
+    """Sticky actions (Machado et al. 2018): the chance that an Atari env repeats the last action instead
+    of the one given. None takes the id's own: 0.25 for `ALE/...-v5`, 0 for `...NoFrameskip-v4` (the
+    deterministic Atari of Mnih et al. and of CleanRL's and Tianshou's Pong figures)."""
 
     @property
     def name(self) -> str:
@@ -120,6 +122,22 @@ class EnvConfig:
     @property
     def family(self) -> Family:
         return env_family(self.env_id)
+
+    def validate(self) -> None:
+        if self.frame_stack < 1 or self.screen_size < 1 or self.frame_skip < 1:
+            raise ConfigError("env.frame_stack, env.screen_size and env.frame_skip must be at least 1")
+        if self.noop_max < 0:
+            raise ConfigError(f"env.noop_max must be 0 or more, not {self.noop_max}")
+        p = self.repeat_action_probability
+        if p is not None and not 0.0 <= p <= 1.0:
+            raise ConfigError(f"env.repeat_action_probability must be between 0 and 1, not {p}")
+
+    def resolved_repeat_action_probability(self) -> float:
+        """The sticky-action probability the env is built with: the setting, else the registered id's own."""
+        if self.repeat_action_probability is not None:
+            return self.repeat_action_probability
+        check_env_id(self.env_id, self.entry_point)
+        return float(gym.spec(self.name).kwargs.get("repeat_action_probability", 0.25))
 
     def resolved_preprocessing(self) -> Preprocessing:
         if self.preprocessing is not None:

@@ -33,7 +33,7 @@ def _agent_help(agent: str) -> str:
         f"\nAgent '{agent}': default env {cls.default_env}, default steps {cls.default_steps:,}"
         + (f"\nStep budgets per env (--steps overrides): {budgets}" if budgets else "")
         + f"\nHyperparameters (override with --set NAME=VALUE):\n{describe_config(cls.Config, cls.presets)}"
-        + "\nEnv settings (override with --set env.NAME=VALUE; None picks the env family's default):\n"
+        + "\nEnv settings (override with --set env.NAME=VALUE; None picks the env id's or its family's default):\n"
         + describe_config(EnvConfig, exclude=IDENTITY_FIELDS, prefix="env.")
     )
 

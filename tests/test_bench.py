@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from core.resources import native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 needs_peers = pytest.mark.skipif(
     importlib.util.find_spec("stable_baselines3") is None or importlib.util.find_spec("neat") is None,
@@ -33,9 +35,10 @@ def test_bench_dqn_quick():
         "--eval-episodes", "1", "--pong-warmup", "64", "--pong-window", "64", "--cartpole-envs", "1", "4",
         "--race-minutes", "0.15",
     )  # fmt: skip
+    prec = "bf16" if native_bf16("cpu") else "fp32"  # the update rows are at the preset's precision
     rows = ("replay 1M Atari (GiB)", "CartPole s1 train s total", "CartPole s1 4 envs train s total",
             "Pong train steps/s, RL Zoo settings", "Pong train steps/s, Pong preset", "Pong ceiling",
-            "update ms, batch 16: bf16", "update ms, batch 32: bf16", "batch 32: bf16 compiled", "bf16 cnn_scale 0.5",
+            "update ms, batch 16: ", "update ms, batch 32: bf16", f"batch 32: {prec} compiled", f"{prec} cnn_scale 0.5",
             "preset with 8 envs", "memory kept (vs returned)",
             "preset compiled",
             "steps to -15", "min to 0", "at the end: episodes")  # fmt: skip

@@ -249,6 +249,20 @@ def test_presets_are_valid_configs():
     assert DQNAgent.env_config_for(EnvConfig("ALE/Pong-v5"), DQNConfig()).resolved_preprocessing() == "dqn"
 
 
+def test_every_atari_id_gets_the_atari_preset_and_its_own_budget():
+    """The Atari preset is the family's: the deterministic `PongNoFrameskip-v4` (CleanRL's and Tianshou's
+    Pong) and any other Atari id get it, not CartPole's defaults; an id's own preset still comes first."""
+    atari = DQNAgent.preset_for("ALE/Pong-v5")
+    assert atari["num_envs"] == 16 and atari["prioritized"] and atari["n_step"] == 3
+    for env_id in ("PongNoFrameskip-v4", "ALE/Breakout-v5", "ALE/SpaceInvaders-v5", "BreakoutNoFrameskip-v4"):
+        assert DQNAgent.preset_for(env_id) == atari
+    assert DQNAgent.preset_for("CartPole-v1") == {"final_learning_rate": 0.0}
+    assert DQNAgent.preset_for("MountainCar-v0") == {}  # no preset for it or for its family
+    assert DQNAgent.steps_for("PongNoFrameskip-v4") == DQNAgent.steps_for("ALE/Pong-v5") == 2_000_000
+    assert DQNAgent.steps_for("ALE/SpaceInvaders-v5") == 10_000_000  # RL Zoo's Atari budget
+    assert DQNAgent.steps_for("MountainCar-v0") == DQNAgent.default_steps
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_cartpole_learns(tmp_path, seed):

@@ -271,3 +271,37 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
 def test_partial_batch_refused_where_no_library_batch_supports_it(env_id, num_envs, envs_per_step, message):
     with pytest.raises(SuiteError, match=message):
         make_vector_env(env_id, num_envs, seed=0, mode="batch", envs_per_step=envs_per_step)
+
+
+def test_sticky_actions_follow_the_env_id_unless_set(monkeypatch):
+    """`PongNoFrameskip-v4` is the deterministic Atari (no sticky actions), `ALE/Pong-v5` repeats the last
+    action with probability 0.25; the suite keeps each id's own unless `env.repeat_action_probability` is set."""
+    import ale_py.vector_env
+
+    from agents.api import with_settings
+    from core.errors import ConfigError
+
+    v4, v5 = EnvConfig("PongNoFrameskip-v4"), EnvConfig("ALE/Pong-v5")
+    assert (v4.resolved_repeat_action_probability(), v5.resolved_repeat_action_probability()) == (0.0, 0.25)
+    set_v4 = with_settings(v4, {"repeat_action_probability": "0.1"})
+    assert set_v4.resolved_repeat_action_probability() == 0.1
+    for config, expected in ((v4, 0.0), (v5, 0.25), (set_v4, 0.1)):
+        env = make_env(config, seed=0)
+        assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(expected)
+        env.close()
+    # ale-py's threaded batch (the DQN route) hides its settings: catch what the factory passes it.
+    passed = []
+    real = ale_py.vector_env.AtariVectorEnv
+
+    def spy(*args, **kwargs):
+        passed.append(kwargs["repeat_action_probability"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ale_py.vector_env, "AtariVectorEnv", spy)
+    for config in (v4, v5, set_v4):
+        make_vector_env(config, 2, seed=0).close()
+    assert passed == [0.0, 0.25, 0.1]
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        with_settings(v5, {"repeat_action_probability": 1.5})
+    with pytest.raises(ConfigError, match="noop_max"):
+        with_settings(v5, {"noop_max": -1})
