@@ -28,6 +28,7 @@ from core.checkpoint import Checkpoint, save_checkpoint
 from core.errors import CheckpointError, SuiteError
 from gym_agents import compare, evaluate, train
 from gym_agents.cli import run_app
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,15 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def descendants(pid: int) -> set[int]:
     """Live descendants of `pid` (the reaper's own walk over /proc; a zombie counts as gone)."""
     return set(reaper.descendants(pid))
-
-
-def wait_until(condition, timeout: float, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every)
-    return condition()
 
 
 def all_gone(pids: set[int]) -> bool:

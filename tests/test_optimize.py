@@ -17,19 +17,11 @@ import pytest
 
 from gym_agents import train
 from gym_agents.cli import run_app
+from tests.polling import wait_until
 
 optuna = pytest.importorskip("optuna", reason="the search is an optional extra: pip install -e '.[optuna]'")
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ["qtable", "--optimize", "--steps", "10000", "--eval-episodes", "40", "--seed", "3", "--no-progress"]
-
-
-def wait_until(condition, timeout: float, every: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every)
-    return condition()
 
 
 def finished(study_db: Path) -> list:
@@ -39,13 +31,12 @@ def finished(study_db: Path) -> list:
 
 
 def finished_so_far(study_db: Path) -> int:
-    """Finished trials of a study another process is writing (0 while its file or study is not made yet)."""
-    if not study_db.exists():
+    """Finished trials of a study another process is writing, read only once its first trial started: a
+    reader that opens the SQLite file while the search still creates its tables races it to write the
+    schema (one of the two fails)."""
+    if not (study_db.parent / "trial-0").exists():
         return 0
-    try:
-        return len(finished(study_db))
-    except Exception:  # the search is still creating the file's tables or the study
-        return 0
+    return len(finished(study_db))
 
 
 @pytest.mark.slow
@@ -57,12 +48,7 @@ def test_a_study_prunes_is_interrupted_and_resumes(tmp_path, capsys):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        # Read the study only once its first trial started: a reader that opens the SQLite file while the
-        # search still creates its tables races it to write the schema (one of the two fails).
-        started = study_db.parent / "trial-0"
-        while time.monotonic() < deadline and not (started.exists() and len(finished(study_db)) >= 3):
-            time.sleep(0.2)
+        wait_until(lambda: finished_so_far(study_db) >= 3, 120, every=0.2)
         os.killpg(search.pid, signal.SIGINT)  # Ctrl-C in the middle of the search
         out, err = search.communicate(timeout=60)
     finally:
@@ -142,7 +128,7 @@ def test_ctrl_c_at_any_moment_of_a_search_is_a_clean_stop(tmp_path):
         )  # fmt: skip
         try:
             if delay is None:
-                assert wait_until(lambda: finished_so_far(study_db) >= 1, 120), search.poll()
+                assert wait_until(lambda: finished_so_far(study_db) >= 1, 120, every=0.5), search.poll()
                 done_before = len(finished(study_db))
                 delay = rng.uniform(0.0, 1.0)
             time.sleep(delay)
