@@ -38,7 +38,8 @@ def test_bench_dqn_quick():
     prec = "bf16" if native_bf16("cpu") else "fp32"  # the update rows are at the preset's precision
     rows = ("replay 1M Atari (GiB)", "CartPole s1 train s total", "CartPole s1 4 envs train s total",
             "Pong train steps/s, RL Zoo settings", "Pong train steps/s, Pong preset", "Pong ceiling",
-            "update ms, batch 16: ", "update ms, batch 32: bf16", f"batch 32: {prec} compiled", f"{prec} cnn_scale 0.5",
+            f"update ms, batch 16: {prec}", "update ms, batch 32: bf16", f"batch 32: {prec} compiled",
+            f"{prec} cnn_scale 0.5",
             "preset with 8 envs", "memory kept (vs returned)",
             "preset compiled",
             "steps to -15", "min to 0", "at the end: episodes")  # fmt: skip
