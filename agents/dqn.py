@@ -8,6 +8,8 @@ Defaults are RL Zoo's CartPole-v1 hyperparameters (rl-baselines3-zoo, hyperparam
 
 from __future__ import annotations
 
+import functools
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +32,9 @@ from envs import final_observations
 # Replay batches for a round are drawn together up to this many bytes of observations (CartPole: all
 # 128 of a round; Atari: ~18 batches of 32 frame stacks).
 SAMPLE_BYTES = 32 * 2**20
+# `precision=auto` on a CPU with bf16 instructions takes bf16 only if its update passes take at most this
+# share of float32's: a clear win, so that close timings do not flip the choice between runs.
+BF16_PAYS = 0.85
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,9 @@ class DQNConfig:
     """Put the replay buffer in checkpoints, so a resumed run keeps its memory (large for Atari)."""
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     """`bf16`: the update's forward and backward passes run under bfloat16 autocast; weights, Adam and
-    the loss stay float32, acting stays float32. `auto`: bf16 where the device computes it natively (a
-    CPU with AVX-512 BF16 or AMX, a CUDA GPU that supports it), else fp32."""
+    the loss stay float32, acting stays float32. `auto`: bf16 on a CUDA GPU that computes it; on a CPU
+    with bf16 instructions (AVX-512 BF16, AMX) only where the first update measures it faster for this
+    network and batch (AVX-512 BF16 alone can lose to float32); else fp32."""
     compile_update: bool = False
     """`torch.compile` the two networks' passes of the update (acting stays eager): fewer, fused kernels
     after a compilation of some seconds at the first update; on a CPU it needs a C++ compiler."""
@@ -157,7 +163,7 @@ _ATARI = {
     # steps (RL Zoo: 32 every 4), twice the updates of batch 64 every 4 for about the same cost; the Rainbow parts
     # that pay on this budget (3-step returns, Double, dueling, prioritized replay, Adam eps 1.5e-4); learning from
     # 10k steps with epsilon gone by 50k; a step size of 2e-4 with a target sync every 1,000 steps (500 updates);
-    # bf16 autocast for the update where the processor computes bf16 natively.
+    # bf16 autocast for the update where it is faster (a GPU; a CPU where the first update measures it so).
     "num_envs": 16,
     "learning_rate": 2e-4,
     "adam_eps": 1.5e-4,
@@ -305,8 +311,6 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         else:
             self.replay = ReplayBuffer(config.buffer_size, shape, observation_space.dtype, frame_stack=stack,
                                        streams=streams)  # fmt: skip
-        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and native_bf16(self.device))
-        """Whether the update runs under bfloat16 autocast (`precision`, resolved for this device)."""
         self.update_q, self.update_target = self.q_network, self.target_network
         """The networks as the update calls them: compiled views sharing their weights (`compile_update`)."""
         if config.compile_update:
@@ -316,6 +320,41 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         self.updates = 0
         self.exploration_steps = 1
         self.schedule_steps = 0  # set by `learn`; 0 leaves the step size alone (updates outside a run)
+
+    @functools.cached_property
+    def bf16(self) -> bool:
+        """Whether the update runs under bfloat16 autocast: `precision`, resolved for this device when the
+        first update asks (inside `learn`, under the torch threads the updates run with)."""
+        c = self.config
+        if c.precision != "auto":
+            return c.precision == "bf16"
+        if not native_bf16(self.device):
+            return False
+        if self.device.type == "cuda":
+            return True
+        fp32, bf16 = self.update_pass_seconds()
+        return bf16 <= BF16_PAYS * fp32
+
+    def update_pass_seconds(self, repeats: int = 3) -> tuple[float, float]:
+        """Seconds of the update's network passes (target forward, online forward and backward) on one
+        batch, in float32 and under bf16 autocast: the best of `repeats` after one warm-up each, taken in
+        turn. Weights, optimizer and random streams are left as they were (gradients are cleared)."""
+        shape = (self.config.batch_size, *self.observation_space.shape)
+        obs = torch.zeros(shape, dtype=torch.from_numpy(np.zeros(0, self.observation_space.dtype)).dtype,
+                          device=self.device)  # fmt: skip
+        best = {False: float("inf"), True: float("inf")}
+        for trial in range(repeats + 1):
+            for bf16 in (False, True):
+                started = time.perf_counter()
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                    with torch.no_grad():
+                        self.target_network(obs)
+                    q = self.q_network(obs).float()
+                q.sum().backward()
+                self.q_network.zero_grad(set_to_none=True)
+                if trial:
+                    best[bf16] = min(best[bf16], time.perf_counter() - started)
+        return best[False], best[True]
 
     def _build_network(self) -> QNetwork:
         c = self.config

@@ -303,6 +303,13 @@ def update_ms(
     return 1000 * seconds_per_call(update, device, repeats)
 
 
+def auto_precision(device: str) -> str:
+    """The precision the Atari preset's `precision=auto` resolves to for batch 32 on `device`."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agent = DQNAgent(DQNConfig(batch_size=32, precision="auto"), space, gym.spaces.Discrete(6), device=device)
+    return "bf16" if agent.bf16 else "fp32"
+
+
 def update_ms_memory_returned(precision: str, device: str) -> float:
     """`update_ms(32, precision)` in a fresh process, where glibc hands freed memory back to the OS as it
     does by default (this process keeps it, as `Agent.learn` sets, which no call can undo)."""
@@ -451,22 +458,23 @@ def pong(args: argparse.Namespace, rows: list) -> None:
     buffer = max(10_000, args.pong_warmup + args.pong_window)
     torch.set_num_threads(default_threads(4))  # what DQNAgent.learn picks for the CNN
     print(f"Pong SPS: warm-up {args.pong_warmup}, window {args.pong_window}, device {args.device}", flush=True)
-    # The update rows measure the precision the preset runs at (`precision=auto`): bf16 where the device
-    # computes it natively, else float32. Emulated bf16 is measured once, at batch 32, to show why.
+    # With bf16 instructions (or a GPU) both precisions are measured at every batch; without them bf16 is
+    # emulated, measured once at batch 32 to show why `precision=auto` keeps float32 there. The other rows
+    # measure the precision the preset runs at: `auto`, as the agent resolves it on this device.
     native = native_bf16(args.device)
-    prec = "bf16" if native else "fp32"
+    prec = auto_precision(args.device)
+    print(f"  precision=auto takes {prec} here", flush=True)
     returned = update_ms_memory_returned(prec, args.device)
     print(f"  one update, batch 32: {returned:.1f} ms {prec} with freed memory returned to the OS", flush=True)
     ceiling = ceiling_sps(args.device)
     print(f"  ceiling {ceiling:.0f} steps/s", flush=True)
     for batch in (16, 32, 64, 128):
         fp32 = update_ms(batch, "fp32", args.device)
-        plain = update_ms(batch, "bf16", args.device) if native else fp32  # at the preset's precision
+        bf16 = update_ms(batch, "bf16", args.device) if native else None
+        plain = bf16 if prec == "bf16" else fp32  # at the preset's precision
         if native:
-            print(f"  one update, batch {batch}: {fp32:.1f} ms fp32, {plain:.1f} ms bf16", flush=True)
-            rows.append(
-                (f"update ms, batch {batch}: bf16 (vs fp32)", f"{plain:.1f}", f"{fp32:.1f}", _ratio(plain, fp32))
-            )
+            print(f"  one update, batch {batch}: {fp32:.1f} ms fp32, {bf16:.1f} ms bf16", flush=True)
+            rows.append((f"update ms, batch {batch}: bf16 (vs fp32)", f"{bf16:.1f}", f"{fp32:.1f}", _ratio(bf16, fp32)))
         elif batch == 32:
             emulated = update_ms(batch, "bf16", args.device, repeats=3)
             print(f"  one update, batch {batch}: {fp32:.1f} ms fp32, {emulated:.1f} ms bf16 emulated", flush=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,10 +36,11 @@ def test_bench_dqn_quick():
         "--eval-episodes", "1", "--pong-warmup", "64", "--pong-window", "64", "--cartpole-envs", "1", "4",
         "--race-minutes", "0.15",
     )  # fmt: skip
-    prec = "bf16" if native_bf16("cpu") else "fp32"  # the update rows are at the preset's precision
+    prec = re.search(r"precision=auto takes (fp32|bf16) here", out).group(1)  # the preset's, as resolved here
+    batch16 = "bf16 (vs fp32)" if native_bf16("cpu") else "fp32"  # both where bf16 is native, else float32
     rows = ("replay 1M Atari (GiB)", "CartPole s1 train s total", "CartPole s1 4 envs train s total",
             "Pong train steps/s, RL Zoo settings", "Pong train steps/s, Pong preset", "Pong ceiling",
-            f"update ms, batch 16: {prec}", "update ms, batch 32: bf16", f"batch 32: {prec} compiled",
+            f"update ms, batch 16: {batch16}", "update ms, batch 32: bf16", f"batch 32: {prec} compiled",
             f"{prec} cnn_scale 0.5",
             "preset with 8 envs", "memory kept (vs returned)",
             "preset compiled",

@@ -333,13 +333,53 @@ def test_bf16_update_matches_the_float32_one():
     assert F.cosine_similarity(moves[0], moves[1], dim=0) > 0.95
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_takes_bf16_only_where_the_device_computes_it(native, monkeypatch):
+@pytest.mark.parametrize(("native", "seconds", "expected"), [
+    (False, None, False),  # no bf16 instructions: float32, nothing measured
+    (True, (1.0, 0.5), True),  # bf16 instructions and twice as fast (AMX): bf16
+    (True, (1.0, 0.9), False),  # bf16 instructions but not clearly faster (AVX-512 BF16 alone can be slower)
+])  # fmt: skip
+def test_auto_precision_takes_bf16_only_where_it_is_measured_faster(native, seconds, expected, monkeypatch):
     monkeypatch.setattr(dqn_module, "native_bf16", lambda device: native)
+    measured = []
+
+    def update_pass_seconds(agent, repeats=3):
+        measured.append(agent)
+        return seconds
+
+    monkeypatch.setattr(DQNAgent, "update_pass_seconds", update_pass_seconds)
     auto = DQNAgent(DQNConfig(precision="auto"), CARTPOLE_OBS, gym.spaces.Discrete(2))
-    assert auto.bf16 is native
+    assert not measured  # resolved at the first update, under the threads the updates run with
+    assert auto.bf16 is expected and auto.bf16 is expected
+    assert len(measured) == (1 if native else 0)  # once
     assert DQNAgent(DQNConfig(precision="bf16"), CARTPOLE_OBS, gym.spaces.Discrete(2)).bf16
     assert not DQNAgent(DQNConfig(precision="fp32"), CARTPOLE_OBS, gym.spaces.Discrete(2)).bf16
+    assert len(measured) == (1 if native else 0)  # an explicit precision is never measured
+
+
+def random_batch(agent: DQNAgent, size: int) -> ReplayBatch:
+    frames = torch.randint(0, 255, (size, *agent.observation_space.shape), dtype=torch.uint8)
+    return ReplayBatch(frames, torch.zeros(size, dtype=torch.int64), torch.ones(size), frames.flip(0),
+                       torch.zeros(size), torch.full((size,), 0.99))  # fmt: skip
+
+
+def tensors(agent: DQNAgent) -> list[torch.Tensor]:
+    """Every tensor an update reads or changes: both networks' weights and Adam's moments."""
+    adam_state = [t for state in agent.optimizer.state.values() for t in state.values()]
+    return [*agent.q_network.parameters(), *agent.target_network.parameters(), *adam_state]
+
+
+def test_measuring_the_precisions_leaves_the_agent_as_it_was():
+    """`update_pass_seconds` times real passes of the agent's networks, and changes nothing a run keeps."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agent = DQNAgent(DQNConfig(batch_size=8, learning_rate=1e-3), space, gym.spaces.Discrete(6), seed=0)
+    agent._apply(agent.loss(random_batch(agent, 8)))  # Adam has state to keep
+    before = [t.clone() for t in tensors(agent)]
+    rngs = torch.get_rng_state(), agent.rng.bit_generator.state
+    fp32, bf16 = agent.update_pass_seconds(repeats=1)
+    assert 0 < fp32 < 10 and 0 < bf16 < 10
+    assert all(torch.equal(a, b) for a, b in zip(before, tensors(agent), strict=True))
+    assert torch.equal(torch.get_rng_state(), rngs[0]) and agent.rng.bit_generator.state == rngs[1]
+    assert all(p.grad is None for p in agent.q_network.parameters())
 
 
 def test_compiled_update_matches_the_eager_one():
