@@ -74,14 +74,26 @@ class Evaluate(Callback):
     them; `train.py --resume` evaluates on the same schedule unless told otherwise). With
     `video_every`, one evaluation episode is recorded to `<run>/videos/step-<N>-episode-0.mp4` at that
     interval. Agents with worker processes are evaluated from a snapshot of their weights while the
-    workers go on training."""
+    workers go on training. With `stop_at`, the run stops (with its checkpoint) at the first evaluation
+    whose mean reaches it, as Stable-Baselines3's `StopTrainingOnRewardThreshold` does."""
 
-    def __init__(self, every: int = 0, episodes: int = 5, *, video_every: int = 0, seed: int = 1_000_000):
+    def __init__(
+        self,
+        every: int = 0,
+        episodes: int = 5,
+        *,
+        video_every: int = 0,
+        seed: int = 1_000_000,
+        stop_at: float | None = None,
+    ):
         if every < 0 or video_every < 0 or not (every or video_every):
             raise ConfigError("Evaluate needs a positive `every` (or `video_every`), in env steps")
         if episodes < 1:
             raise ConfigError(f"Evaluate needs at least 1 episode, not {episodes}")
+        if stop_at is not None and not (every and math.isfinite(stop_at)):
+            raise ConfigError(f"stopping at an evaluation mean needs a finite return and evaluations, not {stop_at}")
         self.every, self.episodes, self.video_every, self.seed = every, episodes, video_every, seed
+        self.stop_at = stop_at
         self.step_interval = math.gcd(every, video_every)
         self.history: list[tuple[int, float, float]] = []
         """(env step, mean return, std return) of every evaluation."""
@@ -126,3 +138,5 @@ class Evaluate(Callback):
         if run.best_return is None or mean > run.best_return:
             run.best_return = mean
             ctx.checkpoint_as("best.pt", policy)
+        if self.stop_at is not None and mean >= self.stop_at:
+            ctx.request_stop(f"greedy evaluation mean {mean:.3f} reached {self.stop_at:g}")

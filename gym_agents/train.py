@@ -77,6 +77,9 @@ def train(
     eval_episodes: Annotated[
         int | None, typer.Option(help="Episodes of each evaluation (default 5, or a resumed run's).")
     ] = None,
+    stop_at_eval_return: Annotated[
+        float | None, typer.Option(help="Stop at the first evaluation whose mean return reaches this.")
+    ] = None,
     video_every: Annotated[
         int | None, typer.Option(help="Record one evaluation episode to <run>/videos every N env steps.")
     ] = None,
@@ -126,6 +129,7 @@ def train(
         stop_at_return=stop_at_return,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
+        stop_at_eval_return=stop_at_eval_return,
         video_every=video_every,
         progress=progress,
     )

@@ -77,6 +77,12 @@ def test_env_settings_kwargs_and_stopping_options(runs_dir, capsys):
     assert config["env_config"]["env_kwargs"] == {"is_slippery": False} and config["env_config"]["frame_stack"] == 2
     code, out, _ = run(train, [*argv, "--name", "b", "--max-minutes", "0.01"], capsys)
     assert code == 0 and "Stopped early: time limit of 0.6 s reached" in out
+    # Deterministic FrozenLake: the greedy policy reaches the goal in every evaluation episode long before
+    # 100k steps; the run stops at that evaluation.
+    code, out, _ = run(train, [*argv, "--name", "c", "--env-kwargs", "is_slippery=False", "--eval-every", "1000",
+                               "--eval-episodes", "3", "--stop-at-eval-return", "1"], capsys)  # fmt: skip
+    assert code == 0 and "Stopped early: greedy evaluation mean 1.000 reached 1" in out
+    assert (runs_dir / "c" / "checkpoints" / "best.pt").is_file()
 
 
 def test_agent_help_lists_hyperparameters_and_presets(capsys):
@@ -106,6 +112,8 @@ def test_agent_help_lists_hyperparameters_and_presets(capsys):
         (["qtable", "--env-kwargs", "nonsense=1"], "cannot be built with {'nonsense': 1}"),
         (["qtable", "--max-minutes", "-1"], "StopAfter needs a positive, finite time"),
         (["qtable", "--stop-at-return", "inf"], "StopAtReturn needs a finite threshold"),
+        (["qtable", "--stop-at-eval-return", "0.5"], "--stop-at-eval-return needs evaluations: give --eval-every"),
+        (["qtable", "--stop-at-eval-return", "nan", "--eval-every", "9"], "--stop-at-eval-return must be a finite"),
         ([], "missing AGENT"),
     ],
 )
@@ -114,6 +122,7 @@ def test_bad_train_input_is_one_line_error(argv, message, runs_dir, capsys):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # no half-made run directory
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, capsys):

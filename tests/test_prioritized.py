@@ -94,8 +94,12 @@ def test_dqn_with_prioritized_replay_round_trips_and_resumes(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_cartpole_learns_with_prioritized_replay(seed):
-    from agents.evaluation import evaluate_agent
+    """The greedy policy plays 475 or more (mean of 10 episodes) at one of the checks every 2,500 steps of a
+    50k-step run, which then stops. Measured: first at 22.5k (seed 1) and 17.5k (seed 2); before learning
+    the greedy mean stayed under 250."""
+    from agents import Evaluate
 
     agent = make("dqn", seed=seed, prioritized=True)
-    agent.learn(50_000)
-    assert evaluate_agent(agent, episodes=10, seed=100).mean() >= 195
+    checks = Evaluate(every=2_500, episodes=10, seed=100, stop_at=475)
+    result = agent.learn(50_000, callbacks=[checks])
+    assert checks.history[-1][1] >= 475 and checks.history[-1][0] <= result.global_step < 50_000

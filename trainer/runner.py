@@ -4,6 +4,7 @@ for Python."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -48,6 +49,8 @@ class RunOptions:
     """Stop once the mean return of the last 100 episodes reaches this (`StopAtReturn`)."""
     eval_every: int | None = None
     """Evaluate the greedy policy every this many env steps (`agents.Evaluate`), keeping the best."""
+    stop_at_eval_return: float | None = None
+    """Stop at the first evaluation whose mean return reaches this (needs evaluations: `eval_every`)."""
     eval_episodes: int | None = None
     """Episodes of each evaluation; None: `EVAL_EPISODES`, or a resumed run's own number."""
     video_every: int | None = None
@@ -98,6 +101,8 @@ def prepare(options: RunOptions) -> tuple[Agent, Path, int]:
             raise ConfigError(f"{option} must be positive, not {value}")
     if options.eval_episodes is not None and options.eval_episodes < 1:
         raise ConfigError(f"--eval-episodes must be at least 1, not {options.eval_episodes}")
+    if options.stop_at_eval_return is not None and not math.isfinite(options.stop_at_eval_return):
+        raise ConfigError(f"--stop-at-eval-return must be a finite number, not {options.stop_at_eval_return}")
     if options.resume is not None:
         if options.env_id is not None or options.env_kwargs:
             raise ConfigError("--env cannot change on --resume; the run's env is in its checkpoint")
@@ -136,8 +141,12 @@ def run(options: RunOptions) -> TrainResult:
     if options.stop_at_return is not None:
         callbacks.append(StopAtReturn(options.stop_at_return))
     evaluation = evaluation_schedule(options, agent)
+    if options.stop_at_eval_return is not None and not (evaluation and evaluation[0]):
+        raise ConfigError("--stop-at-eval-return needs evaluations: give --eval-every N")
     if evaluation is not None:
-        callbacks.append(Evaluate(evaluation[0], evaluation[1], video_every=evaluation[2]))
+        callbacks.append(
+            Evaluate(evaluation[0], evaluation[1], video_every=evaluation[2], stop_at=options.stop_at_eval_return)
+        )
     if steps < 1:
         raise ConfigError(f"the run already has {agent.run.global_step:,} steps; ask --steps for more")
     return agent.learn(steps, run_dir=run_dir, callbacks=callbacks, progress=options.progress)
