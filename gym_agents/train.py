@@ -136,6 +136,10 @@ def train(
     if optimize:
         if resume is not None or seed_list is not None:
             raise fail("--optimize runs its own trials; it takes neither --resume nor --seeds")
+        for flag, value in (("--max-minutes", max_minutes), ("--stop-at-return", stop_at_return),
+                            ("--stop-at-eval-return", stop_at_eval_return)):  # fmt: skip
+            if value is not None:  # each trial runs its --steps, so that trials compare
+                raise fail(f"--optimize runs every trial for --steps; it takes no {flag}")
         from trainer.optimize import optimize as search  # noqa: PLC0415
 
         address = ray_address or os.environ.get("RAY_ADDRESS")

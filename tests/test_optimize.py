@@ -84,6 +84,10 @@ def test_optimize_refuses_what_it_cannot_do(tmp_path, capsys):
     assert code == 2 and "--trials must be at least 1" in capsys.readouterr().err
     code = run_app(train.app, ["qtable", "--optimize", "--seeds", "1", "2", "--runs-dir", str(tmp_path)])
     assert code == 2 and "neither --resume nor --seeds" in capsys.readouterr().err
+    for flag in ("--max-minutes", "--stop-at-return", "--stop-at-eval-return"):  # trials would not compare
+        code = run_app(train.app, ["qtable", "--optimize", flag, "5", "--runs-dir", str(tmp_path)])
+        assert code == 2 and f"--optimize runs every trial for --steps; it takes no {flag}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
     (tmp_path / "bad.json").write_text(json.dumps({"agent": "dqn", "hyperparameters": {}}))
     code = run_app(train.app, ["qtable", "--preset", str(tmp_path / "bad.json"), "--runs-dir", str(tmp_path)])
     assert code == 2 and "is a preset for dqn, not qtable" in capsys.readouterr().err
