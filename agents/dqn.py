@@ -340,8 +340,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         batch, in float32 and under bf16 autocast: the best of `repeats` after one warm-up each, taken in
         turn. Weights, optimizer and random streams are left as they were (gradients are cleared)."""
         shape = (self.config.batch_size, *self.observation_space.shape)
-        obs = torch.zeros(shape, dtype=torch.from_numpy(np.zeros(0, self.observation_space.dtype)).dtype,
-                          device=self.device)  # fmt: skip
+        obs = torch.from_numpy(np.zeros(shape, self.observation_space.dtype)).to(self.device)
         best = {False: float("inf"), True: float("inf")}
         for trial in range(repeats + 1):
             for bf16 in (False, True):
