@@ -409,7 +409,8 @@ def print_race(race: dict[str, dict], minutes: float, seed: int) -> None:
             print(f"{f'{unit} to {threshold:g}':<40} {_fmt(a, spec):>12} {_fmt(b, spec):>12} {_ratio(a, b):>9}")
     for key, spec in (("steps", ",d"), ("episodes", "d"), ("last", ".2f")):
         a, b = ours and ours[key], zoo and zoo[key]
-        print(f"{f'at the end: {key}':<40} {_fmt(a, spec):>12} {_fmt(b, spec):>12} {_ratio(a, b):>9}")
+        ratio = "-" if key == "last" else _ratio(a, b)  # scores change sign: no ratio
+        print(f"{f'at the end: {key}':<40} {_fmt(a, spec):>12} {_fmt(b, spec):>12} {ratio:>9}")
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:

@@ -47,6 +47,8 @@ def test_bench_dqn_quick():
             "steps to -15", "min to 0", "at the end: episodes")  # fmt: skip
     for row in rows:
         assert row in out
+    # Mean scores change sign, so the race's last-100 means get no ratio.
+    assert re.search(r"at the end: last\s+\S+\s+\S+\s+(\S+)", out).group(1) == "-"
 
 
 @pytest.mark.slow
