@@ -177,12 +177,23 @@ class ScoreClock(Callback):
     """The env step and minutes at which the mean of the last 100 real scores (of all so far, before
     100 episodes) first reached each threshold."""
 
-    def __init__(self, thresholds: tuple[float, ...]):
+    step_interval = 1  # on_step every step: a clock read, for the progress line
+
+    def __init__(self, thresholds: tuple[float, ...], report_minutes: float = 5.0):
         self.thresholds, self.reached, self.scores = thresholds, {}, []
-        self.started = 0.0
+        self.started = self.reported = 0.0
+        self.report_seconds = report_minutes * 60  # a progress line this often (0: never)
 
     def on_start(self, ctx) -> None:
-        self.started = time.perf_counter()
+        self.started = self.reported = time.perf_counter()
+
+    def on_step(self, ctx) -> None:
+        now = time.perf_counter()
+        if self.report_seconds > 0 and now - self.reported >= self.report_seconds:
+            self.reported = now
+            mean = f"{np.mean(self.scores[-100:]):.2f}" if self.scores else "-"
+            print(f"    step {ctx.global_step:,}, {(now - self.started) / 60:.1f} min: mean {mean} "
+                  f"over the last {min(len(self.scores), 100)} of {len(self.scores)} games", flush=True)  # fmt: skip
 
     def on_episode(self, ctx, episodic_return: float, length: int) -> None:
         self.scores.append(episodic_return)
@@ -197,13 +208,13 @@ class ScoreClock(Callback):
 RACE_THRESHOLDS = (-15.0, -10.0, 0.0)
 
 
-def pong_race(minutes: float, seed: int, device: str) -> dict[str, dict]:
+def pong_race(minutes: float, seed: int, device: str, report_minutes: float = 5.0) -> dict[str, dict]:
     """Each preset for `minutes` of wall time: when the mean score reached each of RACE_THRESHOLDS."""
     results = {}
     for name, settings in (("ours", {}), ("rl-zoo", rl_zoo_pong())):
         print(f"  Pong race, {name} preset, seed {seed}, {minutes:g} min", flush=True)
         agent = make("dqn", env="ALE/Pong-v5", seed=seed, device=device, **settings)
-        clock = ScoreClock(RACE_THRESHOLDS)
+        clock = ScoreClock(RACE_THRESHOLDS, report_minutes)
         budget = DQNAgent.step_budgets["ALE/Pong-v5"] if not settings else 10_000_000  # RL Zoo's budget
         result = agent.learn(budget, callbacks=[StopAfter(minutes=minutes), clock])
         results[name] = {"reached": clock.reached, "steps": result.global_step, "episodes": len(clock.scores),
@@ -360,6 +371,7 @@ def main() -> None:
     )
     parser.add_argument("--race-minutes", type=float, default=0.0, help="Pong race per preset (0: no race)")
     parser.add_argument("--race-seed", type=int, default=1)
+    parser.add_argument("--race-report-minutes", type=float, default=5.0, help="a race progress line this often")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip", nargs="*", default=[], choices=["cartpole", "pong", "memory", "sb3"])
     args = parser.parse_args()
@@ -387,7 +399,7 @@ def main() -> None:
         if "pong" not in args.skip:
             pong(args, rows)
         if args.race_minutes > 0:
-            race = pong_race(args.race_minutes, args.race_seed, args.device)
+            race = pong_race(args.race_minutes, args.race_seed, args.device, args.race_report_minutes)
     except KeyboardInterrupt:
         print("\ninterrupted: table of what was measured so far")
     print(f"\n{'measure':<40} {'ours':>10} {'sb3':>10} {'ours/sb3':>9}")

@@ -34,7 +34,7 @@ def test_bench_dqn_quick():
     out = bench(
         "bench/bench_dqn.py", "--quick", "--cartpole-steps", "1500", "--eval-every", "1000",
         "--eval-episodes", "1", "--pong-warmup", "64", "--pong-window", "64", "--cartpole-envs", "1", "4",
-        "--race-minutes", "0.15",
+        "--race-minutes", "0.15", "--race-report-minutes", "0.03",
     )  # fmt: skip
     prec = re.search(r"precision=auto takes (fp32|bf16) here", out).group(1)  # the preset's, as resolved here
     batch16 = "bf16 (vs fp32)" if native_bf16("cpu") else "fp32"  # both where bf16 is native, else float32
@@ -47,6 +47,8 @@ def test_bench_dqn_quick():
             "steps to -15", "min to 0", "at the end: episodes")  # fmt: skip
     for row in rows:
         assert row in out
+    # The race shows its progress while it runs (here every 2 s; 5 min by default).
+    assert re.search(r"step [\d,]+, [\d.]+ min: mean \S+ over the last \d+ of \d+ games", out)
     # Mean scores change sign, so the race's last-100 means get no ratio.
     assert re.search(r"at the end: last\s+\S+\s+\S+\s+(\S+)", out).group(1) == "-"
 
