@@ -235,8 +235,12 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
     for row, env_id in enumerate(ids):
         check_reset_frame(env_id, observations[row])
     rng = np.random.default_rng(0)
-    batch_episodes, single_episodes, late_resets, pending = [], [], 0, {}
-    for _ in range(2400):  # ~1,200 steps per env: every env loses at least one game (~760-930 steps)
+    batch_episodes, single_episodes, late_resets, pending, finished = [], [], 0, {}, set()
+    # Until every env has lost a game (~760-930 steps each). Whichever envs finish first are answered,
+    # so on a loaded machine one env can get far fewer steps than the others: bounded, not counted.
+    for _ in range(12_000):
+        if len(finished) == 4:
+            break
         actions = rng.integers(0, 6, size=len(ids))
         pending.update(zip(ids.tolist(), actions.tolist(), strict=True))
         observations, rewards, terminated, truncated, infos = batch.step(actions)
@@ -251,12 +255,13 @@ def test_ale_partial_batch_gives_each_env_its_own_karpathy_frames_and_scores():
             single_obs, reward, single_terminated, single_truncated, info = singles[env_id].step(pending.pop(env_id))
             if single_terminated or single_truncated:
                 single_episodes.append((float(info["episode"]["r"]), int(info["episode"]["l"])))
+                finished.add(env_id)
                 single_obs, _ = singles[env_id].reset()
             np.testing.assert_array_equal(observations[row], single_obs)
             assert rewards[row] == reward and terminated[row] == single_terminated
     batch.close()
     assert late_resets == 2 and all(started)
-    assert len(single_episodes) >= 4 and sorted(batch_episodes) == sorted(single_episodes)
+    assert finished == {0, 1, 2, 3} and sorted(batch_episodes) == sorted(single_episodes)
 
 
 @pytest.mark.parametrize(
