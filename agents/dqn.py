@@ -8,6 +8,7 @@ Defaults are RL Zoo's CartPole-v1 hyperparameters (rl-baselines3-zoo, hyperparam
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from torch import nn
 
 from agents.base import StepwiseAgent, check_vector_envs, require_discrete
 from agents.context import TrainContext
-from agents.networks import adam, check_compiler, compiled, is_image_space, make_torso
+from agents.networks import adam, check_compiler, clip_grad_norm, compiled, is_image_space, make_torso
 from agents.replay import PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from agents.schedules import linear_schedule
 from core.errors import ConfigError, IncompatibleEnvError
@@ -205,6 +206,7 @@ class QNetwork(nn.Module):
         self.value = nn.Linear(width, 1) if dueling else None
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        """Raw observations, or the torso's `inputs` of them (an update scales each batch once)."""
         features = self.torso(observations)
         advantage = self.advantage(features)
         if self.value is None:
@@ -294,6 +296,8 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         self.target_network = self._build_network().to(self.device)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
+        self._target_bf16: QNetwork | None = None
+        """The target's weights in bfloat16 for bf16 updates (`target_for_update`), made after each sync."""
         self.optimizer = adam(self.q_network.parameters(), config.learning_rate, eps=config.adam_eps)
         shape = observation_space.shape
         stack = shape[0] if is_image_space(observation_space) and len(shape) == 3 else 1
@@ -494,9 +498,13 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, (B,) |TD errors| without gradient, for the new priorities)."""
         obs, actions, returns, next_obs, terminated, discounts = batch
+        # Frames are scaled once per batch (the next ones feed two passes), in the autocast dtype.
+        scale = self.q_network.torso.inputs
+        dtype = torch.bfloat16 if self.bf16 else torch.float32
+        obs, next_obs = scale(obs, dtype), scale(next_obs, dtype)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             with torch.no_grad():
-                next_q_target = self.update_target(next_obs).float()
+                next_q_target = self.target_for_update(next_obs).float()
                 next_q_online = self.update_q(next_obs) if self.config.double_q else None
                 targets = td_targets(returns, terminated, discounts, next_q_online, next_q_target)
             q_taken = self.update_q(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
@@ -551,11 +559,22 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
     def _apply(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q_network.parameters(), self.config.max_grad_norm)
+        clip_grad_norm(list(self.q_network.parameters()), self.config.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
 
+    def target_for_update(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The target network's Q-values for the update. Under bf16 autocast, a bfloat16 copy of its
+        weights made once per sync answers: autocast would cast each weight on every pass (the target's
+        weights need no gradient, so it keeps no cast), and the values are the same."""
+        if not self.bf16 or self.config.compile_update:
+            return self.update_target(inputs)
+        if self._target_bf16 is None:
+            self._target_bf16 = copy.deepcopy(self.target_network).to(torch.bfloat16)
+        return self._target_bf16(inputs)
+
     def sync_target(self) -> None:
+        self._target_bf16 = None
         with torch.no_grad():
             if self.config.tau >= 1.0:
                 self.target_network.load_state_dict(self.q_network.state_dict())
@@ -581,6 +600,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q_network.load_state_dict(state["q_network"])
         self.target_network.load_state_dict(state["target_network"])
+        self._target_bf16 = None
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])
         self.updates = int(state["updates"])

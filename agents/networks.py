@@ -62,11 +62,23 @@ class NatureCNN(nn.Module):
         self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames, or frames already scaled by `inputs` (any float dtype): (batch, 512)."""
+        if frames.dtype == torch.uint8:
+            frames = self.inputs(frames)
+        return self.fc(self.convs(frames))
+
+    def inputs(self, frames: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """uint8 frames -> `dtype` values in [0, 1], channels-last, as `forward` reads them. An update that
+        reads one batch in several passes scales it once. In bfloat16 (for bf16 autocast) the division
+        still rounds once from its float32 result (every byte is exact in bfloat16), so the values equal
+        float32 frames cast by autocast, without the float32 copy."""
         if frames.dim() == 3:
             frames = frames.unsqueeze(1)
-        # Reorder the uint8 frames (a quarter of the bytes of floats); the float copy keeps the layout.
-        frames = frames.contiguous(memory_format=torch.channels_last)
-        return self.fc(self.convs(frames.float().div_(255.0)))
+        if dtype == torch.float32:
+            # Reorder the uint8 frames (a quarter of the bytes of floats); the float copy keeps the layout.
+            return frames.contiguous(memory_format=torch.channels_last).to(dtype).div_(255.0)
+        # A narrow float is converted and scaled in the frames' own layout first: faster on the CPU.
+        return frames.to(dtype).div_(255.0).contiguous(memory_format=torch.channels_last)
 
 
 class FlatMLP(nn.Module):
@@ -78,7 +90,12 @@ class FlatMLP(nn.Module):
         self.out_features = hidden_sizes[-1] if hidden_sizes else in_features
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.body(observations.flatten(1).float())
+        return self.body(self.inputs(observations))
+
+    def inputs(self, observations: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(batch, *shape) -> (batch, features) float32; autocast casts inside the layers (`dtype` is
+        the Nature CNN's choice, unused here)."""
+        return observations.flatten(1).float()
 
 
 def adam(parameters, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
@@ -89,6 +106,21 @@ def adam(parameters, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(parameters, lr=lr, eps=eps)
+
+
+def clip_grad_norm(parameters: Sequence[nn.Parameter], max_norm: float) -> None:
+    """`nn.utils.clip_grad_norm_`, the same gradients, without its multiply by 1 when the norm is within
+    `max_norm` (on the CPU, where reading the norm costs no device sync): that multiply is a full pass
+    over every gradient, which an update within the limit does not need."""
+    parameters = [p for p in parameters if p.grad is not None]
+    if not parameters or parameters[0].device.type != "cpu":
+        nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    norm = nn.utils.get_total_norm([p.grad for p in parameters])
+    # torch scales by min(1, max_norm / (norm + 1e-6)): by exactly 1, a no-op, where this is at least 1
+    # (a NaN norm still scales, as torch does).
+    if not bool(max_norm / (norm + 1e-6) >= 1.0):
+        nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
 
 
 def check_compiler(device: torch.device) -> None:

@@ -382,6 +382,78 @@ def test_measuring_the_precisions_leaves_the_agent_as_it_was():
     assert all(p.grad is None for p in agent.q_network.parameters())
 
 
+def plain_loss_and_errors(agent: DQNAgent, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The update's math as written before its fast path: raw uint8 frames into every pass, the float32
+    target network under autocast, torch's clip."""
+    obs, actions, returns, next_obs, terminated, discounts = batch
+    with torch.autocast("cpu", torch.bfloat16, enabled=agent.bf16):
+        with torch.no_grad():
+            next_target = agent.target_network(next_obs).float()
+            targets = td_targets(returns, terminated, discounts, agent.q_network(next_obs), next_target)
+        q_taken = agent.q_network(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
+    return F.smooth_l1_loss(q_taken, targets), (targets - q_taken).detach().abs()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_update_fast_path_equals_the_plain_update_bit_for_bit(precision):
+    """Frames scaled once per batch (in bf16 for bf16), the target's bf16 weight copy and the clip that
+    skips its multiply by 1 give exactly the plain update's loss, TD errors, gradients and weights, over
+    steps with and without clipping and across a target sync."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    config = DQNConfig(precision=precision, double_q=True, dueling=True, learning_rate=1e-3, max_grad_norm=1.0)
+    fast, plain = (DQNAgent(config, space, gym.spaces.Discrete(6), seed=0) for _ in range(2))
+    plain.load_state_dict(fast.state_dict())
+    rng = np.random.default_rng(0)
+    clipped = []
+    for step in range(4):
+        frames = torch.from_numpy(rng.integers(0, 256, (16, 4, 84, 84), dtype=np.uint8))
+        actions = torch.from_numpy(rng.integers(0, 6, 16))
+        # Large rewards make large gradients (clipped at 1.0); small ones leave them alone.
+        rewards = torch.from_numpy((rng.normal(size=16) * (100.0 if step % 2 else 1e-4)).astype(np.float32))
+        batch = ReplayBatch(frames, actions, rewards, frames.flip(0), torch.zeros(16), torch.full((16,), 0.99))
+        fast_loss, fast_errors = fast.loss_and_errors(batch)
+        plain_loss, plain_errors = plain_loss_and_errors(plain, batch)
+        assert torch.equal(fast_loss, plain_loss) and torch.equal(fast_errors, plain_errors)
+        fast._apply(fast_loss)
+        plain.optimizer.zero_grad(set_to_none=True)
+        plain_loss.backward()
+        clipped.append(float(torch.nn.utils.clip_grad_norm_(plain.q_network.parameters(), 1.0)) > 1.0)
+        plain.optimizer.step()
+        for a, b in zip(fast.q_network.parameters(), plain.q_network.parameters(), strict=True):
+            assert torch.equal(a.grad, b.grad) and torch.equal(a, b)
+        if step == 1:
+            fast.sync_target()
+            plain.sync_target()
+    assert True in clipped and False in clipped  # both branches of the clip were taken
+    assert (fast._target_bf16 is not None) == (precision == "bf16")
+
+
+def test_clip_grad_norm_scales_only_above_the_limit_like_torch():
+    from agents.networks import clip_grad_norm  # noqa: PLC0415
+
+    for scale in (0.1, 3.0, float("nan")):
+        ours, theirs = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+        for layer in (ours, theirs):
+            for p in layer.parameters():
+                p.grad = torch.full_like(p, scale)
+        clip_grad_norm(list(ours.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+            assert torch.equal(a.grad, b.grad) or (a.grad.isnan().all() and b.grad.isnan().all())
+        norm = float(torch.cat([p.grad.reshape(-1) for p in ours.parameters()]).norm())
+        assert scale != 3.0 or norm == pytest.approx(1.0, rel=1e-5)  # 8 gradients of 3: norm 8.5, clipped to 1
+        assert scale != 0.1 or norm == pytest.approx(0.08**0.5, rel=1e-5)  # 8 of 0.1: left alone
+
+
+def test_scaled_frames_in_bf16_equal_float32_frames_cast_to_bf16():
+    every_byte = torch.arange(256, dtype=torch.uint8).reshape(1, 4, 8, 8)
+    cnn = NatureCNN(4, 84, 84)
+    as_float = cnn.inputs(every_byte)
+    assert as_float.dtype == torch.float32 and torch.equal(as_float, every_byte.float() / 255)
+    assert torch.equal(cnn.inputs(every_byte, torch.bfloat16), as_float.to(torch.bfloat16))
+    assert cnn.inputs(every_byte, torch.bfloat16).is_contiguous(memory_format=torch.channels_last)
+
+
 def test_compiled_update_matches_the_eager_one():
     """`compile_update` runs the same math: equal loss and TD errors, and two gradient steps move the
     weights alike; the checkpoint keeps the plain module names."""
