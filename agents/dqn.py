@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -340,19 +341,19 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         return bf16 <= BF16_PAYS * fp32
 
     def update_pass_seconds(self, repeats: int = 3) -> tuple[float, float]:
-        """Seconds of the update's network passes (target forward, online forward and backward) on one
-        batch, in float32 and under bf16 autocast: the best of `repeats` after one warm-up each, taken in
-        turn. Weights, optimizer and random streams are left as they were (gradients are cleared)."""
+        """Seconds of the update's network passes on one batch (`network_passes`, as the update makes them:
+        frames scaled in the pass's dtype, the target's bf16 copy under bf16, Double DQN's online pass on the
+        next frames, then backward), in float32 and under bf16 autocast: the best of `repeats` after one
+        warm-up each, taken in turn. Weights, optimizer and random streams are left as they were (gradients
+        are cleared)."""
         shape = (self.config.batch_size, *self.observation_space.shape)
-        obs = torch.from_numpy(np.zeros(shape, self.observation_space.dtype)).to(self.device)
+        frames = torch.from_numpy(np.zeros(shape, self.observation_space.dtype)).to(self.device)
+        targets = {False: self.target_network, True: copy.deepcopy(self.target_network).to(torch.bfloat16)}
         best = {False: float("inf"), True: float("inf")}
         for trial in range(repeats + 1):
             for bf16 in (False, True):
                 started = time.perf_counter()
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
-                    with torch.no_grad():
-                        self.target_network(obs)
-                    q = self.q_network(obs).float()
+                *_, q = self.network_passes(self.q_network, targets[bf16], frames, frames, bf16)
                 q.sum().backward()
                 self.q_network.zero_grad(set_to_none=True)
                 if trial:
@@ -493,21 +494,31 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         tensors (`to_tensors`); with `weights` (B,), prioritized replay's importance-weighted mean."""
         return self.loss_and_errors(batch, weights)[0]
 
+    def network_passes(
+        self, online: Callable, target: Callable, obs: torch.Tensor, next_obs: torch.Tensor, bf16: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The update's passes on raw frames: (target's Q of the next frames, float32; the online net's Q of
+        them for Double DQN, else None; the online net's float32 Q of the frames, with gradient)."""
+        # Frames are scaled once per batch (the next ones feed two passes), in the autocast dtype.
+        scale = self.q_network.torso.inputs
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        obs, next_obs = scale(obs, dtype), scale(next_obs, dtype)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+            with torch.no_grad():
+                next_q_target = target(next_obs).float()
+                next_q_online = online(next_obs) if self.config.double_q else None
+            return next_q_target, next_q_online, online(obs).float()
+
     def loss_and_errors(
         self, batch: ReplayBatch, weights: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, (B,) |TD errors| without gradient, for the new priorities)."""
         obs, actions, returns, next_obs, terminated, discounts = batch
-        # Frames are scaled once per batch (the next ones feed two passes), in the autocast dtype.
-        scale = self.q_network.torso.inputs
-        dtype = torch.bfloat16 if self.bf16 else torch.float32
-        obs, next_obs = scale(obs, dtype), scale(next_obs, dtype)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-            with torch.no_grad():
-                next_q_target = self.target_for_update(next_obs).float()
-                next_q_online = self.update_q(next_obs) if self.config.double_q else None
-                targets = td_targets(returns, terminated, discounts, next_q_online, next_q_target)
-            q_taken = self.update_q(obs).float().gather(1, actions.unsqueeze(1)).squeeze(1)
+        next_q_target, next_q_online, q = self.network_passes(self.update_q, self.target_for_update, obs, next_obs,
+                                                              self.bf16)  # fmt: skip
+        with torch.no_grad():
+            targets = td_targets(returns, terminated, discounts, next_q_online, next_q_target)
+        q_taken = q.gather(1, actions.unsqueeze(1)).squeeze(1)
         errors = (targets - q_taken).detach().abs()
         if weights is None:
             return F.smooth_l1_loss(q_taken, targets), errors

@@ -375,8 +375,18 @@ def test_measuring_the_precisions_leaves_the_agent_as_it_was():
     agent._apply(agent.loss(random_batch(agent, 8)))  # Adam has state to keep
     before = [t.clone() for t in tensors(agent)]
     rngs = torch.get_rng_state(), agent.rng.bit_generator.state
+    passes, network_passes = [], agent.network_passes
+
+    def record(online, target, obs, next_obs, bf16):
+        passes.append((bf16, next(target.parameters()).dtype, online is agent.q_network, obs.shape))
+        return network_passes(online, target, obs, next_obs, bf16)
+
+    agent.network_passes = record
     fp32, bf16 = agent.update_pass_seconds(repeats=1)
     assert 0 < fp32 < 10 and 0 < bf16 < 10
+    # The update's own passes, each precision as the update runs it: a warm-up and one timed pass each.
+    float32, bfloat16 = (False, torch.float32, True, (8, 4, 84, 84)), (True, torch.bfloat16, True, (8, 4, 84, 84))
+    assert passes == [float32, bfloat16, float32, bfloat16]
     assert all(torch.equal(a, b) for a, b in zip(before, tensors(agent), strict=True))
     assert torch.equal(torch.get_rng_state(), rngs[0]) and agent.rng.bit_generator.state == rngs[1]
     assert all(p.grad is None for p in agent.q_network.parameters())
