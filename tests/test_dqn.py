@@ -226,10 +226,9 @@ def test_a_round_draws_its_batches_together_within_the_byte_cap(monkeypatch):
 def test_learning_rate_anneals_linearly_over_the_run_only_when_asked():
     space = gym.spaces.Box(-1, 1, (1,), np.float32)
 
-    def lr_after_update(final: float, steps: int, schedule_steps: int) -> float:
-        agent = DQNAgent(
-            DQNConfig(learning_rate=1e-3, final_learning_rate=final, batch_size=2), space, gym.spaces.Discrete(2)
-        )
+    def lr_after_update(final: float, steps: int, schedule_steps: int, lr_steps: int = 0) -> float:
+        config = DQNConfig(learning_rate=1e-3, final_learning_rate=final, learning_rate_steps=lr_steps, batch_size=2)
+        agent = DQNAgent(config, space, gym.spaces.Discrete(2))
         agent.replay.start_episode(np.zeros(1, np.float32))
         for _ in range(3):
             agent.replay.add(0, 1.0, np.zeros(1, np.float32), False, False)
@@ -241,6 +240,13 @@ def test_learning_rate_anneals_linearly_over_the_run_only_when_asked():
     assert lr_after_update(0.0, 1000, 1000) == pytest.approx(0.0)
     assert lr_after_update(-1.0, 500, 1000) == pytest.approx(1e-3)  # constant when not asked
     assert lr_after_update(0.0, 500, 0) == pytest.approx(1e-3)  # outside a run: left alone
+    # Over a fixed number of steps, whatever the run's length: 1e-3 -> 2e-4 over 400 steps, then held.
+    assert lr_after_update(2e-4, 100, 1000, lr_steps=400) == pytest.approx(8e-4)
+    assert lr_after_update(2e-4, 100, 5000, lr_steps=400) == pytest.approx(8e-4)
+    assert lr_after_update(2e-4, 900, 1000, lr_steps=400) == pytest.approx(2e-4)
+    assert lr_after_update(-1.0, 100, 1000, lr_steps=400) == pytest.approx(1e-3)  # no final step size: constant
+    with pytest.raises(ConfigError, match="learning_rate_steps"):
+        DQNConfig(learning_rate_steps=-1).validate()
 
 
 def test_presets_are_valid_configs():
