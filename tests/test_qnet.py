@@ -38,7 +38,7 @@ def test_one_gradient_step_on_the_squared_td_error_by_hand():
 
 def test_terminated_target_has_no_bootstrap():
     agent = make_agent(gamma=0.9)
-    assert float(agent.td_loss(0, 1, 1.0, 2, terminated=True)) == pytest.approx((1.0 - 2.0) ** 2)
+    assert float(agent.td_loss(0, 1, 1.0, 2, terminated=True).detach()) == pytest.approx((1.0 - 2.0) ** 2)
 
 
 @pytest.mark.slow
