@@ -44,8 +44,9 @@ class DQNConfig:
     learning_rate: float = 2.3e-3
     """Adam step size (RL Zoo CartPole: 2.3e-3; Atari: 1e-4)."""
     final_learning_rate: float = -1.0
-    """Step size reached linearly at the run's last step (RL Zoo's `lin_` schedules); < 0 keeps
-    `learning_rate` constant. CartPole's preset anneals to 0 so the last updates cannot undo the policy."""
+    """Step size reached linearly at the run's last step (RL Zoo's `lin_` schedules), or after
+    `learning_rate_steps` where set; < 0 keeps `learning_rate` constant. CartPole's preset anneals to 0 so
+    the last updates cannot undo the policy."""
     learning_rate_steps: int = 0
     """> 0: the step size reaches `final_learning_rate` after this many env steps and is held there, whatever
     the run's length (instead of at the run's last step)."""
