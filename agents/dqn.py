@@ -93,7 +93,11 @@ class DQNConfig:
     priority_alpha: float = 0.5
     """How strongly priorities skew the draw (0: uniform; Rainbow: 0.5)."""
     priority_beta0: float = 0.4
-    """Importance-weight exponent at the start, annealed linearly to 1 by the run's end (Schaul et al.: 0.4)."""
+    """Importance-weight exponent at the start, annealed linearly to 1 by the run's end (Schaul et al.: 0.4),
+    or after `priority_beta_steps` where set."""
+    priority_beta_steps: int = 0
+    """> 0: the importance-weight exponent reaches 1 after this many env steps and is held there, whatever the
+    run's length (instead of at the run's last step)."""
     priority_eps: float = 1e-6
     """Added to |TD error| so that no transition's priority is 0."""
     adam_eps: float = 1e-8
@@ -141,6 +145,8 @@ class DQNConfig:
             raise ConfigError("exploration_steps must be >= 0 (0: use exploration_fraction)")
         if self.learning_rate_steps < 0:
             raise ConfigError("learning_rate_steps must be >= 0 (0: anneal over the whole run)")
+        if self.priority_beta_steps < 0:
+            raise ConfigError("priority_beta_steps must be >= 0 (0: anneal over the whole run)")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ConfigError(f"precision must be fp32, bf16 or auto, not {self.precision!r}")
         if self.num_envs < 1:
@@ -172,12 +178,14 @@ _ATARI = {
     # that pay on this budget (3-step returns, Double, dueling, prioritized replay, Adam eps 1.5e-4); learning from
     # 10k steps with epsilon gone by 50k; a step size of 3e-4 annealed to 1e-4 over the first 500k steps (a
     # constant 2e-4 or 3e-4 beat the player within 500k steps on one seed of 1 and 2 or the other, not on both run
-    # after run), a target sync every 1,000 steps (500 updates); bf16 autocast for the update where it is faster
+    # after run), a target sync every 1,000 steps (500 updates); the step size and the importance weights annealed
+    # over a fixed 500k steps, so a run of any length matches the measured 500k runs there; bf16 autocast for the update where it is faster
     # (a GPU; a CPU where the first update measures it so).
     "num_envs": 16,
     "learning_rate": 3e-4,
     "final_learning_rate": 1e-4,
     "learning_rate_steps": 500_000,
+    "priority_beta_steps": 500_000,
     "adam_eps": 1.5e-4,
     "buffer_size": 100_000,
     "learning_starts": 10_000,
@@ -549,7 +557,8 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
                 group["lr"] = lr
         if isinstance(self.replay, PrioritizedReplayBuffer):
             # Priorities change with every step: each batch is drawn right before its step.
-            beta = linear_schedule(c.priority_beta0, 1.0, max(1, self.schedule_steps), self.steps)
+            beta = linear_schedule(c.priority_beta0, 1.0, c.priority_beta_steps or max(1, self.schedule_steps),
+                                   self.steps)
             return float(torch.stack([self._prioritized_step(beta) for _ in range(gradient_steps)]).mean())
         transition_bytes = 2 * self.replay.frames.itemsize * int(np.prod(self.observation_space.shape))
         per_draw = max(1, min(gradient_steps, SAMPLE_BYTES // (transition_bytes * c.batch_size)))

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from agents import load, make
+from agents.dqn import DQNAgent, DQNConfig
 from agents.replay import PrioritizedReplayBuffer
 from agents.sumtree import SumTree
+from core.errors import ConfigError
 
 
 def test_sum_tree_sums_and_finds_by_hand():
@@ -72,6 +74,32 @@ def test_importance_weights_by_hand():
     np.testing.assert_array_equal(batch.obs[:, 0], slots.astype(np.float32))
     _, _, flat = buffer.sample_prioritized(4, np.random.default_rng(0), beta=0.0)
     np.testing.assert_array_equal(flat, np.ones(4))  # beta 0: no correction
+
+
+def test_importance_weight_exponent_anneals_over_the_run_or_a_fixed_number_of_steps():
+    def beta_drawn(steps: int, schedule_steps: int, beta_steps: int = 0) -> float:
+        agent = make("dqn", prioritized=True, priority_beta0=0.4, priority_beta_steps=beta_steps, batch_size=2)
+        agent.replay.start_episode(np.zeros(4, np.float32))
+        for _ in range(3):
+            agent.replay.add(0, 1.0, np.zeros(4, np.float32), False, False)
+        betas = []
+        draw = agent.replay.sample_prioritized
+        agent.replay.sample_prioritized = lambda n, rng, beta, **k: betas.append(beta) or draw(n, rng, beta, **k)
+        agent.steps, agent.schedule_steps = steps, schedule_steps
+        agent.update(2)
+        assert len(betas) == 2  # one draw per gradient step, each with the same exponent
+        return betas[0]
+
+    assert beta_drawn(500, 1000) == pytest.approx(0.7)  # 0.4 + 0.5 * (1 - 0.4)
+    assert beta_drawn(1000, 1000) == pytest.approx(1.0)
+    # Over a fixed 400 steps, whatever the run's length: 0.4 + 0.25 * 0.6 at step 100, then held at 1.
+    assert beta_drawn(100, 1000, beta_steps=400) == pytest.approx(0.55)
+    assert beta_drawn(100, 5000, beta_steps=400) == pytest.approx(0.55)
+    assert beta_drawn(900, 1000, beta_steps=400) == pytest.approx(1.0)
+    # The Atari preset anneals it over the 500k steps its runs were measured on, whatever --steps says.
+    assert DQNAgent.preset_for("ALE/Pong-v5")["priority_beta_steps"] == 500_000
+    with pytest.raises(ConfigError, match="priority_beta_steps"):
+        DQNConfig(priority_beta_steps=-1).validate()
 
 
 def test_dqn_with_prioritized_replay_round_trips_and_resumes(tmp_path):
