@@ -179,8 +179,8 @@ _ATARI = {
     # 10k steps with epsilon gone by 50k; a step size of 3e-4 annealed to 1e-4 over the first 500k steps (a
     # constant 2e-4 or 3e-4 beat the player within 500k steps on one seed of 1 and 2 or the other, not on both run
     # after run), a target sync every 1,000 steps (500 updates); the step size and the importance weights annealed
-    # over a fixed 500k steps, so a run of any length matches the measured 500k runs there; bf16 autocast for the update where it is faster
-    # (a GPU; a CPU where the first update measures it so).
+    # over a fixed 500k steps, so a run of any length matches the measured 500k runs there; bf16 autocast for the
+    # update where it is faster (a GPU; a CPU where the first update measures it so).
     "num_envs": 16,
     "learning_rate": 3e-4,
     "final_learning_rate": 1e-4,
