@@ -557,8 +557,8 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
                 group["lr"] = lr
         if isinstance(self.replay, PrioritizedReplayBuffer):
             # Priorities change with every step: each batch is drawn right before its step.
-            beta = linear_schedule(c.priority_beta0, 1.0, c.priority_beta_steps or max(1, self.schedule_steps),
-                                   self.steps)
+            horizon = c.priority_beta_steps or max(1, self.schedule_steps)
+            beta = linear_schedule(c.priority_beta0, 1.0, horizon, self.steps)
             return float(torch.stack([self._prioritized_step(beta) for _ in range(gradient_steps)]).mean())
         transition_bytes = 2 * self.replay.frames.itemsize * int(np.prod(self.observation_space.shape))
         per_draw = max(1, min(gradient_steps, SAMPLE_BYTES // (transition_bytes * c.batch_size)))
