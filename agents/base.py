@@ -161,6 +161,12 @@ class Agent(ABC, Generic[C]):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: parameters, optimizer, schedules, RNG. Plain data only."""
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        """`state_dict()` less what only resumed training needs and is large (DQN's saved replay): the
+        state of a policy kept for playing (`best.pt`). It still loads, and resumes as a run saved without
+        that part does."""
+        return self.state_dict()
+
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
@@ -200,20 +206,22 @@ class Agent(ABC, Generic[C]):
             "env_config": config_to_dict(self.env_config),
         }
 
-    def checkpoint(self) -> Checkpoint:
-        """Everything `agents.load` needs, as one typed structure."""
+    def checkpoint(self, *, policy_only: bool = False) -> Checkpoint:
+        """Everything `agents.load` needs, as one typed structure; `policy_only` takes the agent's state
+        from `policy_state_dict()`."""
         return Checkpoint(
             agent=self.name,
             agent_config=config_to_dict(self.config),
             env_config=config_to_dict(self.env_config),
             run=self.run.copy(),
-            agent_state=self.state_dict(),
+            agent_state=self.policy_state_dict() if policy_only else self.state_dict(),
             rng=rng_state(),
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Write a checkpoint to `path` atomically; `agents.load(path)` gives this agent back."""
-        return self.checkpoint().write(path)
+    def save(self, path: str | Path, *, policy_only: bool = False) -> Path:
+        """Write a checkpoint to `path` atomically; `agents.load(path)` gives this agent back (without
+        what `policy_state_dict()` leaves out, where `policy_only`)."""
+        return self.checkpoint(policy_only=policy_only).write(path)
 
     def cores_used(self) -> int:
         """CPU cores a run of this agent keeps busy (several seeds train at once where cores are left)."""
@@ -311,9 +319,11 @@ class Agent(ABC, Generic[C]):
             )
         started, wall_before = time.perf_counter(), self.run.wall_time
 
-        def save(name: str = LATEST, policy: Agent | None = None) -> Path | None:
+        def save(name: str = LATEST, policy: Agent | None = None, policy_only: bool = False) -> Path | None:
             self._sync_run(session, wall_before + time.perf_counter() - started)
-            return None if directory is None else (policy or self).save(directory / CHECKPOINT_DIR / name)
+            if directory is None:
+                return None
+            return (policy or self).save(directory / CHECKPOINT_DIR / name, policy_only=policy_only)
 
         session = Session(
             env_config=self.env_config,

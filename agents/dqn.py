@@ -615,7 +615,14 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
 
     # Persistence ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = {
+        state = self.policy_state_dict()
+        if self.config.save_replay:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def policy_state_dict(self) -> dict[str, Any]:
+        """Everything but the replay (which `save_replay` adds to `state_dict`)."""
+        return {
             "q_network": self.q_network.state_dict(),
             "target_network": self.target_network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -624,9 +631,6 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
             "exploration_steps": self.exploration_steps,
             "rng": generator_state(self.rng),
         }
-        if self.config.save_replay:
-            state["replay"] = self.replay.state_dict()
-        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q_network.load_state_dict(state["q_network"])

@@ -70,8 +70,9 @@ class Evaluate(Callback):
     """Every `every` env steps the greedy policy plays `episodes` episodes of a separate env in eval mode
     (real scores: no reward clipping, no life-loss endings); `eval/mean_return` and `eval/std_return` are
     logged against env steps, and `checkpoints/best.pt` is written (atomically) whenever the mean beats
-    the best so far (the run's best and this schedule are kept in its checkpoints, so a resumed run keeps
-    them; `train.py --resume` evaluates on the same schedule unless told otherwise). With
+    the best so far, of the policy alone (`Agent.policy_state_dict`: without DQN's saved replay). The
+    run's best and this schedule are kept in its checkpoints, so a resumed run keeps them (`train.py
+    --resume` evaluates on the same schedule unless told otherwise). With
     `video_every`, one evaluation episode is recorded to `<run>/videos/step-<N>-episode-0.mp4` at that
     interval. Agents with worker processes are evaluated from a snapshot of their weights while the
     workers go on training. With `stop_at`, the run stops (with its checkpoint) at the first evaluation
@@ -137,6 +138,6 @@ class Evaluate(Callback):
         run = ctx.agent.run
         if run.best_return is None or mean > run.best_return:
             run.best_return = mean
-            ctx.checkpoint_as("best.pt", policy)
+            ctx.checkpoint_as("best.pt", policy, policy_only=True)
         if self.stop_at is not None and mean >= self.stop_at:
             ctx.request_stop(f"greedy evaluation mean {mean:.3f} reached {self.stop_at:g}")

@@ -133,11 +133,12 @@ class Session:
     def artifact_path(self, name: str) -> Path | None:
         return None if self.run_dir is None else self.run_dir / name
 
-    def checkpoint_as(self, name: str, policy: Agent | None = None) -> Path | None:
+    def checkpoint_as(self, name: str, policy: Agent | None = None, *, policy_only: bool = False) -> Path | None:
         """Write `<run>/checkpoints/<name>` now, of `policy` (a snapshot of the agent; default the agent),
-        with the run's counters as they stand; for a callback's own checkpoint (`best.pt`). None without
-        a run directory."""
-        return self._save_checkpoint(name, policy)
+        with the run's counters as they stand; for a callback's own checkpoint (`best.pt`). `policy_only`
+        leaves out what only resumed training needs and is large (`Agent.policy_state_dict`: DQN's saved
+        replay). None without a run directory."""
+        return self._save_checkpoint(name, policy, policy_only)
 
     @property
     def recent_mean_return(self) -> float:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from agents import Evaluate, load, make
 from agents.dqn import DQNAgent, DQNConfig
 from agents.replay import PrioritizedReplayBuffer, ReplayBuffer
-from core.checkpoint import checkpoint_path
+from core.checkpoint import Checkpoint, checkpoint_path
 from envs import EnvConfig, final_observations, make_vector_env
 
 GAMMA = 0.5
@@ -260,6 +261,31 @@ def test_pong_smoke_with_several_envs_logs_real_scores_and_resumes(tmp_path):
     assert again.replay.added == agent.replay.added and again.config.num_envs == 4
     resumed = again.learn(1_000, run_dir=tmp_path / "pong")
     assert resumed.global_step >= 4_000 and again.replay.added >= agent.replay.added + 1_000
+
+
+def test_the_best_checkpoint_keeps_the_policy_without_the_saved_replay(tmp_path):
+    """`save_replay` puts the replay into the run's checkpoints (`latest.pt`); `best.pt`, kept for playing
+    the best policy, holds the same networks without it, loads, and resumes by refilling the replay."""
+    settings = {"learning_starts": 300, "train_freq": 4, "batch_size": 16, "buffer_size": 5_000, "save_replay": True}
+    agent = make("dqn", seed=1, num_envs=2, **settings)
+    agent.learn(1_000, run_dir=tmp_path / "run", callbacks=[Evaluate(every=1_000, episodes=1)])
+    latest = Checkpoint.read(tmp_path / "run" / "checkpoints" / "latest.pt")
+    best = Checkpoint.read(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert "replay" in latest.agent_state and "replay" not in best.agent_state
+    assert latest.agent_state["replay"]["frames"].numel() > 0
+    assert set(best.agent_state) == set(latest.agent_state) - {"replay"}
+    for name, weights in latest.agent_state["q_network"].items():
+        assert torch.equal(best.agent_state["q_network"][name], weights)
+    size = {c: (tmp_path / "run" / "checkpoints" / c).stat().st_size for c in ("latest.pt", "best.pt")}
+    replay_bytes = sum(t.numel() * t.element_size() for t in latest.agent_state["replay"].values())
+    assert size["latest.pt"] - size["best.pt"] >= replay_bytes
+    played = load(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert len(played.replay) == 0 and played.steps == agent.steps
+    observations = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    assert np.array_equal(played.predict(observations)[0], agent.predict(observations)[0])
+    updates = played.updates
+    played.learn(400)
+    assert len(played.replay) == 400 and played.updates > updates  # refilled past learning_starts, then learned
 
 
 def test_a_run_resumed_without_its_replay_refills_it_before_learning(tmp_path):
