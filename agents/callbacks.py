@@ -14,9 +14,14 @@ import math
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents.context import TrainContext
+from core.checkpoint import RECENT_EPISODES
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agents.session import Session
 
 
 class Callback:
@@ -65,7 +70,8 @@ class StopAfter(Callback):
 class StopAtReturn(Callback):
     """Stop once the mean return of the run's last `window` episodes reaches `threshold` (no earlier than
     `window` episodes). A resumed run's episodes before the resume count, as far as the run keeps them
-    (its last 100)."""
+    (its last 100). Over the run's own window (100) the goal is kept in its checkpoints
+    (`RunState.stop_at_return`), so that `train.py --resume` keeps it."""
 
     def __init__(self, threshold: float, window: int = 100):
         if not math.isfinite(threshold):
@@ -75,9 +81,11 @@ class StopAtReturn(Callback):
         self.threshold, self.window = float(threshold), int(window)
         self.returns: deque[float] = deque(maxlen=self.window)
 
-    def on_start(self, ctx: TrainContext) -> None:
+    def on_start(self, ctx: Session) -> None:
         self.returns.clear()
         self.returns.extend(ctx.recent_returns)
+        if self.window == RECENT_EPISODES:
+            ctx.agent.run.stop_at_return = self.threshold
 
     @property
     def mean(self) -> float:

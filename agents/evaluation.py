@@ -71,8 +71,8 @@ class Evaluate(Callback):
     (real scores: no reward clipping, no life-loss endings); `eval/mean_return` and `eval/std_return` are
     logged against env steps, and `checkpoints/best.pt` is written (atomically) whenever the mean beats
     the best so far, of the policy alone (`Agent.policy_state_dict`: without DQN's saved replay). The
-    run's best and this schedule are kept in its checkpoints, so a resumed run keeps them (`train.py
-    --resume` evaluates on the same schedule unless told otherwise). With
+    run's best and this schedule (with `stop_at`) are kept in its checkpoints, so a resumed run keeps them
+    (`train.py --resume` evaluates, and stops, on the same schedule unless told otherwise). With
     `video_every`, one evaluation episode is recorded to `<run>/videos/step-<N>-episode-0.mp4` at that
     interval. Agents with worker processes are evaluated from a snapshot of their weights while the
     workers go on training. With `stop_at`, the run stops (with its checkpoint) at the first evaluation
@@ -102,7 +102,14 @@ class Evaluate(Callback):
         self._next = {"eval": math.inf, "video": math.inf}
 
     def on_start(self, ctx: Session) -> None:
-        ctx.agent.run.evaluation = {"every": self.every, "episodes": self.episodes, "video_every": self.video_every}
+        schedule: dict[str, int | float] = {
+            "every": self.every,
+            "episodes": self.episodes,
+            "video_every": self.video_every,
+        }
+        if self.stop_at is not None:
+            schedule["stop_at"] = float(self.stop_at)
+        ctx.agent.run.evaluation = schedule
         for kind, interval in (("eval", self.every), ("video", self.video_every)):
             self._next[kind] = (ctx.global_step // interval + 1) * interval if interval else math.inf
 

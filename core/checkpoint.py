@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import stat
 from dataclasses import dataclass, field
@@ -54,9 +55,13 @@ class RunState:
     """Real returns of the run's last `RECENT_EPISODES` episodes, oldest first, over every sitting, so a
     resumed run's "mean of the last 100" and `StopAtReturn` go on from where it stopped. (Checkpoints
     written before this field existed load with it empty: their window starts again at the resume.)"""
-    evaluation: dict[str, int] = field(default_factory=dict)
-    """The run's `agents.Evaluate` schedule (`every`, `episodes`, `video_every`), so that `train.py --resume`
-    goes on evaluating as the run did; empty for a run that never evaluated."""
+    evaluation: dict[str, int | float] = field(default_factory=dict)
+    """The run's `agents.Evaluate` schedule (`every`, `episodes`, `video_every`, and `stop_at` where it stops
+    at an evaluation mean), so that `train.py --resume` goes on evaluating, and stops, as the run did;
+    empty for a run that never evaluated."""
+    stop_at_return: float | None = None
+    """The run's `StopAtReturn` goal over its last `RECENT_EPISODES` episodes (`--stop-at-return`), so that
+    `train.py --resume` keeps it; None for none."""
 
     def copy(self) -> RunState:
         return dataclasses.replace(self, recent_returns=list(self.recent_returns), evaluation=dict(self.evaluation))
@@ -106,12 +111,10 @@ class Checkpoint:
         ):
             raise CheckpointError(f"{where} does not hold a usable agent (its recent returns are not numbers)")
         run_state.recent_returns = [float(r) for r in recent][-RECENT_EPISODES:]
-        evaluation = run_state.evaluation
-        if not isinstance(evaluation, dict) or not all(
-            k in ("every", "episodes", "video_every") and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            for k, v in evaluation.items()
-        ):
+        if not _valid_schedule(run_state.evaluation):
             raise CheckpointError(f"{where} does not hold a usable agent (its evaluation schedule is not valid)")
+        if run_state.stop_at_return is not None and not _finite_number(run_state.stop_at_return):
+            raise CheckpointError(f"{where} does not hold a usable agent (its return goal is not a number)")
         for name in ("agent_config", "env_config", "agent_state"):
             if not isinstance(data[name], dict):
                 raise CheckpointError(f"{where} does not hold a usable agent ({name} is not a mapping)")
@@ -123,6 +126,23 @@ class Checkpoint:
             agent_state=data["agent_state"],
             rng=data.get("rng") or {},
         )
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valid_schedule(evaluation: Any) -> bool:
+    """`RunState.evaluation`: counts that are whole and not negative, and a finite `stop_at`."""
+    if not isinstance(evaluation, dict):
+        return False
+    counts = all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in evaluation.items()
+        if k in ("every", "episodes", "video_every")
+    )
+    known = set(evaluation) <= {"every", "episodes", "video_every", "stop_at"}
+    return counts and known and ("stop_at" not in evaluation or _finite_number(evaluation["stop_at"]))
 
 
 TEMP_PREFIX = "."

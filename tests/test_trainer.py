@@ -139,6 +139,40 @@ def test_checkpoints_without_the_newer_run_fields_still_load_and_bad_ones_are_re
     data["run"]["evaluation"] = {"every": "often"}
     with pytest.raises(CheckpointError, match="evaluation schedule is not valid"):
         load(save_checkpoint(data, tmp_path / "bad.pt"))
+    data["run"]["evaluation"] = {"every": 100, "episodes": 2, "video_every": 0, "stop_at": float("nan")}
+    with pytest.raises(CheckpointError, match="evaluation schedule is not valid"):
+        load(save_checkpoint(data, tmp_path / "bad.pt"))
+    data["run"]["evaluation"] = {"every": 100, "episodes": 2, "video_every": 0, "stop_at": 0.5}
+    data["run"]["stop_at_return"] = "high"
+    with pytest.raises(CheckpointError, match="return goal is not a number"):
+        load(save_checkpoint(data, tmp_path / "bad.pt"))
+    data["run"]["stop_at_return"] = 0.25
+    assert load(save_checkpoint(data, tmp_path / "goals.pt")).run.stop_at_return == 0.25
+
+
+def test_a_resumed_run_keeps_its_stopping_goals_until_it_meets_them(runs_dir):
+    """`--stop-at-eval-return` and `--stop-at-return` are kept with the run: a sitting stopped before its goal
+    (Ctrl-C, `--steps`) and resumed without them still stops there; a run that met its goal and is resumed
+    for more steps goes on training; a goal given again on the resume replaces the run's."""
+    evals = {"eval_every": 1000, "eval_episodes": 2}
+    first = train("qtable", steps=500, seed=3, runs_dir=runs_dir, name="e", progress=False, **evals,
+                  stop_at_eval_return=-1.0)  # fmt: skip
+    assert first.stop_reason is None and load(first.run_dir).run.evaluation["stop_at"] == -1.0
+    kept = train("qtable", resume=first.run_dir, steps=5000, progress=False)
+    assert kept.stop_reason is not None and "greedy evaluation mean" in kept.stop_reason
+    assert 1000 <= kept.global_step < 2000
+    met = train("qtable", resume=first.run_dir, steps=3000, progress=False)
+    assert met.stop_reason is None and met.global_step >= 3000
+    assert "stop_at" not in load(first.run_dir).run.evaluation and load(first.run_dir).run.evaluation["every"] == 1000
+    replaced = train("qtable", resume=first.run_dir, steps=4000, progress=False, stop_at_eval_return=2.0)
+    assert replaced.stop_reason is None and load(first.run_dir).run.evaluation["stop_at"] == 2.0
+
+    first = train("qtable", steps=200, seed=3, runs_dir=runs_dir, name="r", progress=False, stop_at_return=-1.0)
+    assert first.stop_reason is None and first.episodes < 100 and load(first.run_dir).run.stop_at_return == -1.0
+    kept = train("qtable", resume=first.run_dir, steps=20_000, progress=False)
+    assert kept.stop_reason is not None and "last 100 episodes" in kept.stop_reason and kept.global_step < 20_000
+    met = train("qtable", resume=first.run_dir, steps=20_000, progress=False)
+    assert met.stop_reason is None and met.global_step >= 20_000 and load(first.run_dir).run.stop_at_return is None
 
 
 def test_resume_refuses_other_agent_and_overrides(runs_dir):

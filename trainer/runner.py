@@ -17,6 +17,7 @@ from typing import Any
 from agents import Evaluate, StopAfter, StopAtReturn, get_agent_class, load, make
 from agents.base import Agent, TrainResult
 from agents.callbacks import Callback, CheckpointEvery
+from core.checkpoint import RECENT_EPISODES
 from core.errors import ConfigError, SuiteError
 from core.resources import die_with_parent, usable_cores
 from core.seeding import check_seed
@@ -138,15 +139,16 @@ def run(options: RunOptions) -> TrainResult:
         callbacks.append(CheckpointEvery(options.checkpoint_every))
     if options.max_minutes is not None:
         callbacks.append(StopAfter(minutes=options.max_minutes))
-    if options.stop_at_return is not None:
-        callbacks.append(StopAtReturn(options.stop_at_return))
+    stop_at_return, stop_at_eval_return = stopping_goals(options, agent)
+    agent.run.stop_at_return = stop_at_return  # a goal met is the run's no longer
+    if stop_at_return is not None:
+        callbacks.append(StopAtReturn(stop_at_return))
     evaluation = evaluation_schedule(options, agent)
     if options.stop_at_eval_return is not None and not (evaluation and evaluation[0]):
         raise ConfigError("--stop-at-eval-return needs evaluations: give --eval-every N")
     if evaluation is not None:
-        callbacks.append(
-            Evaluate(evaluation[0], evaluation[1], video_every=evaluation[2], stop_at=options.stop_at_eval_return)
-        )
+        stop_at = stop_at_eval_return if evaluation[0] else None
+        callbacks.append(Evaluate(evaluation[0], evaluation[1], video_every=evaluation[2], stop_at=stop_at))
     if steps < 1:
         raise ConfigError(f"the run already has {agent.run.global_step:,} steps; ask --steps for more")
     return agent.learn(steps, run_dir=run_dir, callbacks=callbacks, progress=options.progress)
@@ -162,6 +164,24 @@ def evaluation_schedule(options: RunOptions, agent: Agent) -> tuple[int, int, in
         return None
     episodes = options.eval_episodes or kept.get("episodes") or EVAL_EPISODES
     return kept.get("every", 0), episodes, kept.get("video_every", 0)
+
+
+def stopping_goals(options: RunOptions, agent: Agent) -> tuple[float | None, float | None]:
+    """(mean return of the last 100, greedy evaluation mean) at which the run stops: the options' where
+    given, else a resumed run's own goals that it has not met yet. A run stopped by its goal, and resumed
+    for more steps, goes on training: its goal is met, so it is not kept."""
+    goals = [options.stop_at_return, options.stop_at_eval_return]
+    if options.resume is None:
+        return goals[0], goals[1]
+    run = agent.run
+    recent = run.recent_returns
+    if goals[0] is None and run.stop_at_return is not None:
+        met = len(recent) >= RECENT_EPISODES and sum(recent) / len(recent) >= run.stop_at_return
+        goals[0] = None if met else run.stop_at_return
+    kept = run.evaluation.get("stop_at")
+    if goals[1] is None and kept is not None:
+        goals[1] = None if run.best_return is not None and run.best_return >= kept else float(kept)
+    return goals[0], goals[1]
 
 
 def train(agent: str, **kwargs: Any) -> TrainResult:
