@@ -69,7 +69,8 @@ def train(
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (default: a tenth).")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop (with a checkpoint) after this many minutes.")] = None,
     stop_at_return: Annotated[
-        float | None, typer.Option(help="Stop once the mean return of the last 100 episodes reaches this.")
+        float | None,
+        typer.Option(help="Stop once the mean return of the last 100 episodes reaches this (kept on --resume)."),
     ] = None,
     eval_every: Annotated[
         int | None, typer.Option(help="Evaluate the greedy policy every N env steps; keeps checkpoints/best.pt.")
@@ -78,7 +79,8 @@ def train(
         int | None, typer.Option(help="Episodes of each evaluation (default 5, or a resumed run's).")
     ] = None,
     stop_at_eval_return: Annotated[
-        float | None, typer.Option(help="Stop at the first evaluation whose mean return reaches this.")
+        float | None,
+        typer.Option(help="Stop at the first evaluation whose mean return reaches this (kept on --resume)."),
     ] = None,
     video_every: Annotated[
         int | None, typer.Option(help="Record one evaluation episode to <run>/videos every N env steps.")
