@@ -106,9 +106,7 @@ class Checkpoint:
         except TypeError as exc:
             raise CheckpointError(f"{where} does not hold a usable agent ({exc})") from exc
         recent = run_state.recent_returns
-        if not isinstance(recent, (list, tuple)) or not all(
-            isinstance(r, (int, float)) and not isinstance(r, bool) for r in recent
-        ):
+        if not isinstance(recent, (list, tuple)) or not all(_is_number(r) for r in recent):
             raise CheckpointError(f"{where} does not hold a usable agent (its recent returns are not numbers)")
         run_state.recent_returns = [float(r) for r in recent][-RECENT_EPISODES:]
         if not _valid_schedule(run_state.evaluation):
@@ -128,8 +126,12 @@ class Checkpoint:
         )
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return _is_number(value) and math.isfinite(value)
 
 
 def _valid_schedule(evaluation: Any) -> bool:
@@ -137,7 +139,7 @@ def _valid_schedule(evaluation: Any) -> bool:
     if not isinstance(evaluation, dict):
         return False
     counts = all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        _is_number(v) and isinstance(v, int) and v >= 0
         for k, v in evaluation.items()
         if k in ("every", "episodes", "video_every")
     )
