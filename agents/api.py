@@ -13,7 +13,7 @@ import gymnasium as gym
 from agents import get_agent_class
 from agents.base import Agent
 from core.checkpoint import CHECKPOINT_DIR, Checkpoint
-from core.config import build_config
+from core.config import build_config, config_to_dict
 from core.errors import CheckpointError, ConfigError, SuiteError
 from core.seeding import check_seed, resolve_device, seed_everything, set_rng_state
 from envs import EnvConfig, check_env_id, spaces_of
@@ -57,13 +57,22 @@ def make(
     return built
 
 
-def load(target: str | Path, *, device: str = "cpu", env: EnvLike | None = None) -> Agent:
+def load(
+    target: str | Path,
+    *,
+    device: str = "cpu",
+    env: EnvLike | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Agent:
     """The agent saved in `target`: a checkpoint file (`agent.save`, or any `train.py` wrote) or a run
     directory (its latest checkpoint). Training continues with `learn`; a run directory stays the run's
-    own, so `learn(run_dir=...)` into it appends to its curves. `env` replaces the stored env (same spaces)."""
+    own, so `learn(run_dir=...)` into it appends to its curves. `env` replaces the stored env (same spaces).
+    `settings` change hyperparameters for the training to come, those of the family's `resume_settings`
+    only (`{"final_learning_rate": 0.0}`); the checkpoints written from then on hold the new values."""
     checkpoint = Checkpoint.read(target)
     cls = get_agent_class(checkpoint.agent)
-    config = build_config(cls.Config, cls.upgrade_config(checkpoint.agent_config))
+    stored = build_config(cls.Config, cls.upgrade_config(checkpoint.agent_config))
+    config = with_resume_settings(cls, stored, settings or {})
     try:
         env_config = EnvConfig(**checkpoint.env_config)
     except TypeError as exc:
@@ -89,6 +98,22 @@ def load(target: str | Path, *, device: str = "cpu", env: EnvLike | None = None)
     agent.run_dir = _run_dir_of(Path(target), checkpoint)
     agent.user_env = user_env
     return agent
+
+
+def with_resume_settings(cls: type[Agent], config: Any, settings: dict[str, Any]) -> Any:
+    """`config` with `settings` applied (unknown names and bad values refused as on a new run); a change to a
+    hyperparameter outside the family's `resume_settings` is refused, as it would not fit the saved state."""
+    if not settings:
+        return config
+    changed = build_config(cls.Config, config_to_dict(config), settings)
+    refused = sorted(k for k in settings if k not in cls.resume_settings and getattr(changed, k) != getattr(config, k))
+    if refused:
+        allowed = ", ".join(sorted(cls.resume_settings)) or "none"
+        raise ConfigError(
+            f"{', '.join(refused)} cannot change on a resumed {cls.name} run: it shapes what the checkpoint "
+            f"holds (a resume may change {allowed})"
+        )
+    return changed
 
 
 def _run_dir_of(target: Path, checkpoint: Checkpoint) -> Path | None:

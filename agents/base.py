@@ -78,6 +78,10 @@ class Agent(ABC, Generic[C]):
     search_space: ClassVar[dict[str, dict[str, Any]]] = {}
     """What `train.py AGENT --optimize` searches, as data: `{"gamma": {"low": 0.9, "high": 0.999}}`
     (`"log": True` for a log scale; `{"choices": [...]}` for a categorical)."""
+    resume_settings: ClassVar[frozenset[str]] = frozenset()
+    """Hyperparameters that `load(..., settings=...)` (`train.py --resume RUN --set key=value`) may change on a
+    saved run: those that only steer how training goes on (the step size and its schedule), never the shape
+    of what the checkpoint holds. The agent applies the new values from its next update on."""
 
     def __init__(
         self,

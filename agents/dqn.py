@@ -280,6 +280,7 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         "learning_starts": {"choices": [0, 1_000, 5_000]},
         "hidden_sizes": {"choices": ["64", "64,64", "256,256"]},
     }
+    resume_settings = frozenset({"learning_rate", "final_learning_rate", "learning_rate_steps"})
     presets = {
         # The defaults are RL Zoo's CartPole values (hyperparams/dqn.yml, 5e4 steps). With their constant
         # 2.3e-3 the greedy policy often collapses in the last 10k steps (20-episode eval at 50k, seeds 1-3:
@@ -542,6 +543,14 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
             return F.smooth_l1_loss(q_taken, targets), errors
         return (weights * F.smooth_l1_loss(q_taken, targets, reduction="none")).mean(), errors
 
+    def learning_rate(self) -> float:
+        """The step size now: `learning_rate`, or its linear schedule to `final_learning_rate`."""
+        c = self.config
+        if c.final_learning_rate < 0:
+            return c.learning_rate
+        horizon = c.learning_rate_steps or max(1, self.schedule_steps)
+        return linear_schedule(c.learning_rate, c.final_learning_rate, horizon, self.steps)
+
     def update(self, gradient_steps: int = 1) -> float:
         """`gradient_steps` gradient steps, each on its own replay batch; returns their mean loss.
 
@@ -550,11 +559,9 @@ class DQNAgent(StepwiseAgent[DQNConfig]):
         overhead once instead of 128 times (docs/performance.md).
         """
         c = self.config
-        if c.final_learning_rate >= 0 and self.schedule_steps:
-            horizon = c.learning_rate_steps or self.schedule_steps
-            lr = linear_schedule(c.learning_rate, c.final_learning_rate, horizon, self.steps)
+        if self.schedule_steps:  # in a run (outside one, the optimizer's own step size is left alone)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = self.learning_rate()
         if isinstance(self.replay, PrioritizedReplayBuffer):
             # Priorities change with every step: each batch is drawn right before its step.
             horizon = c.priority_beta_steps or max(1, self.schedule_steps)

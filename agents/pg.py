@@ -209,6 +209,7 @@ class PolicyGradientAgent(Agent[PGConfig]):
         "hidden_size": {"low": 16, "high": 400, "log": True},
         "decay_rate": {"choices": [0.9, 0.99, 0.999]},
     }
+    resume_settings = frozenset({"learning_rate"})
     presets = {
         "ALE/Pong-v5": {"action_subset": (2, 3), "reset_at_reward": True},
         "PongNoFrameskip-v4": {"action_subset": (2, 3), "reset_at_reward": True},
@@ -373,6 +374,8 @@ class PolicyGradientAgent(Agent[PGConfig]):
         state = input_major_state(state)
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the config's step size: a resume may change it
+            group["lr"] = self.config.learning_rate
         self.updates = int(state["updates"])
         self.running_return = None if state["running_return"] is None else float(state["running_return"])
         set_generator_state(self.rng, state["rng"])

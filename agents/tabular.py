@@ -45,6 +45,7 @@ class DiscreteQAgent(StepwiseAgent[C]):
 
     default_env = "FrozenLake-v1"
     default_steps = 150_000
+    resume_settings = frozenset({"learning_rate", "learning_rate_end", "epsilon_end", "decay_steps"})
     search_space = {
         "learning_rate": {"low": 0.01, "high": 1.0, "log": True},
         "learning_rate_end": {"low": 0.001, "high": 0.1, "log": True},

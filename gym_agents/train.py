@@ -33,6 +33,7 @@ def _agent_help(agent: str) -> str:
         f"\nAgent '{agent}': default env {cls.default_env}, default steps {cls.default_steps:,}"
         + (f"\nStep budgets per env (--steps overrides): {budgets}" if budgets else "")
         + f"\nHyperparameters (override with --set NAME=VALUE):\n{describe_config(cls.Config, cls.presets)}"
+        + f"\nOn --resume, --set may change: {', '.join(sorted(cls.resume_settings)) or 'none of them'}"
         + "\nEnv settings (override with --set env.NAME=VALUE; None picks the env id's or its family's default):\n"
         + describe_config(EnvConfig, exclude=IDENTITY_FIELDS, prefix="env.")
     )
@@ -63,7 +64,11 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Hyperparameter NAME=VALUE, or env setting env.NAME=VALUE (repeat)."),
+        typer.Option(
+            "--set",
+            help="Hyperparameter NAME=VALUE, or env setting env.NAME=VALUE (repeat); on --resume, those AGENT --help "
+            "lists as changeable.",
+        ),
     ] = None,
     resume: Annotated[Path | None, typer.Option(help="Run directory (or checkpoint) to continue.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (default: a tenth).")] = None,

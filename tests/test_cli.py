@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -43,6 +44,19 @@ def test_evaluate_writes_videos_headless(trained_run, tmp_path, capsys):
     code, _, _ = run(evaluate, [trained_run, "--episodes", "2", "--video", str(tmp_path / "videos")], capsys)
     assert code == 0
     assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
+
+
+def test_resume_with_set_changes_the_step_size_or_says_why_not(trained_run, capsys):
+    code, _, err = run(train, ["qtable", "--resume", trained_run, "--steps", "3000", "--set", "gamma=0.5"], capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        "error: gamma cannot change on a resumed qtable run: it shapes what the checkpoint holds (a resume may "
+        "change decay_steps, epsilon_end, learning_rate, learning_rate_end)"
+    ]
+    code, out, _ = run(train, ["qtable", "--resume", trained_run, "--steps", "3000", "--set", "learning_rate=0.5",
+                               "--no-progress"], capsys)  # fmt: skip
+    assert code == 0 and out.strip().splitlines()[-1] == trained_run
+    config = json.loads((Path(trained_run) / "config.json").read_text())
+    assert config["agent_config"]["learning_rate"] == 0.5 and config["agent_config"]["gamma"] == 0.99
 
 
 def test_render_without_display_points_to_video(trained_run, monkeypatch, capsys):

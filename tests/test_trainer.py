@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -175,12 +176,55 @@ def test_a_resumed_run_keeps_its_stopping_goals_until_it_meets_them(runs_dir):
     assert met.stop_reason is None and met.global_step >= 20_000 and load(first.run_dir).run.stop_at_return is None
 
 
-def test_resume_refuses_other_agent_and_overrides(runs_dir):
+def test_resume_refuses_other_agent_and_settings_that_shape_the_checkpoint(runs_dir):
     first = train("qtable", steps=1000, runs_dir=runs_dir, progress=False)
     with pytest.raises(SuiteError, match="holds a 'qtable' run"):
         train("qnet", resume=first.run_dir)
-    with pytest.raises(SuiteError, match="cannot change hyperparameters"):
-        train("qtable", resume=first.run_dir, overrides={"gamma": "0.5"})
+    allowed = "decay_steps, epsilon_end, learning_rate, learning_rate_end"
+    refused = f"^gamma cannot change on a resumed qtable run: .*\\(a resume may change {allowed}\\)$"
+    with pytest.raises(ConfigError, match=refused):
+        train("qtable", resume=first.run_dir, overrides={"gamma": "0.5", "learning_rate": "0.5"})
+    with pytest.raises(ConfigError, match="env.\\* cannot change on --resume"):
+        train("qtable", resume=first.run_dir, overrides={"env.frame_stack": "2"})
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'learnin_rate'"):
+        train("qtable", resume=first.run_dir, overrides={"learnin_rate": "0.5"})
+    with pytest.raises(ConfigError, match="at most 1 for a table"):
+        train("qtable", resume=first.run_dir, overrides={"learning_rate": "2"})
+    kept = load(first.run_dir)
+    assert kept.config.learning_rate == 0.1 and kept.run.global_step == 1000
+    assert json.loads((first.run_dir / "config.json").read_text())["agent_config"]["learning_rate"] == 0.1
+
+
+def test_a_resume_may_change_the_step_size(runs_dir):
+    first = train("qtable", steps=1000, runs_dir=runs_dir, progress=False)
+    # gamma given at its own value is no change, so it is accepted beside the step size's settings.
+    later = train("qtable", resume=first.run_dir, steps=2000, progress=False,
+                  overrides={"learning_rate": "0.5", "learning_rate_end": "0.5", "gamma": "0.99"})  # fmt: skip
+    assert later.global_step == 2000
+    agent = load(first.run_dir)
+    assert (agent.config.learning_rate, agent.config.learning_rate_end, agent.learning_rate) == (0.5, 0.5, 0.5)
+    assert json.loads((first.run_dir / "config.json").read_text())["agent_config"]["learning_rate"] == 0.5
+
+    # DQN's optimizer carries the step size of the checkpoint (CartPole's anneals to 0 at the run's end):
+    # the resumed updates must use the new one, constant or scheduled.
+    overrides = {"learning_starts": "64", "batch_size": "16", "train_freq": "16", "gradient_steps": "1"}
+    dqn = train("dqn", steps=400, runs_dir=runs_dir, name="d", progress=False, overrides=overrides)
+    assert load(dqn.run_dir).optimizer.param_groups[0]["lr"] < 1e-5
+    resumed = load(dqn.run_dir, settings={"learning_rate": 1e-3, "final_learning_rate": -1.0})
+    resumed.learn(100, run_dir=dqn.run_dir, progress=False)
+    assert resumed.optimizer.param_groups[0]["lr"] == 1e-3 and resumed.steps == 500
+    schedule = {"learning_rate": 1e-3, "final_learning_rate": 1e-4, "learning_rate_steps": 1000}
+    scheduled = load(dqn.run_dir, settings=schedule)
+    scheduled.learn(100, run_dir=dqn.run_dir, progress=False)
+    # From 1e-3 at step 0 to 1e-4 at 1,000: the last update, at step 592, takes 1e-3 - 0.592 * 9e-4.
+    assert scheduled.steps == 600 and scheduled.optimizer.param_groups[0]["lr"] == pytest.approx(4.672e-4)
+    assert load(dqn.run_dir).config.learning_rate_steps == 1000
+    with pytest.raises(ConfigError, match="buffer_size cannot change on a resumed dqn run"):
+        load(dqn.run_dir, settings={"buffer_size": 999})
+
+    # The policy gradient's RMSProp likewise.
+    pg = train("pg", env_id="CartPole-v1", steps=600, runs_dir=runs_dir, name="p", progress=False)
+    assert load(pg.run_dir, settings={"learning_rate": 0.05}).optimizer.param_groups[0]["lr"] == 0.05
 
 
 def test_existing_run_directory_is_not_overwritten(runs_dir):

@@ -107,9 +107,10 @@ def prepare(options: RunOptions) -> tuple[Agent, Path, int]:
     if options.resume is not None:
         if options.env_id is not None or options.env_kwargs:
             raise ConfigError("--env cannot change on --resume; the run's env is in its checkpoint")
-        if options.overrides:
-            raise ConfigError("--set cannot change hyperparameters of a resumed run")
-        agent = load(options.resume, device=options.device)
+        settings, env_settings = split_overrides(options.overrides)
+        if env_settings:
+            raise ConfigError("--set env.* cannot change on --resume; the run's env is in its checkpoint")
+        agent = load(options.resume, device=options.device, settings=settings)
         if agent.name != options.agent:
             raise SuiteError(f"{options.resume} holds a '{agent.name}' run, not '{options.agent}'")
         if agent.run_dir is None:
