@@ -110,8 +110,8 @@ def with_resume_settings(cls: type[Agent], config: Any, settings: dict[str, Any]
     if refused:
         allowed = ", ".join(sorted(cls.resume_settings)) or "none"
         raise ConfigError(
-            f"{', '.join(refused)} cannot change on a resumed {cls.name} run: it shapes what the checkpoint "
-            f"holds (a resume may change {allowed})"
+            f"{', '.join(refused)} cannot change on a resumed {cls.name} run: its saved state was built or learned "
+            f"with it (a resume may change {allowed})"
         )
     return changed
 

@@ -80,8 +80,8 @@ class Agent(ABC, Generic[C]):
     (`"log": True` for a log scale; `{"choices": [...]}` for a categorical)."""
     resume_settings: ClassVar[frozenset[str]] = frozenset()
     """Hyperparameters that `load(..., settings=...)` (`train.py --resume RUN --set key=value`) may change on a
-    saved run: those that only steer how training goes on (the step size and its schedule), never the shape
-    of what the checkpoint holds. The agent applies the new values from its next update on."""
+    saved run: those that only steer how training goes on (the step size and its schedule), never one the
+    saved state was built or learned with (a size, the discount). The agent applies them from its next update."""
 
     def __init__(
         self,

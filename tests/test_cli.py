@@ -49,8 +49,8 @@ def test_evaluate_writes_videos_headless(trained_run, tmp_path, capsys):
 def test_resume_with_set_changes_the_step_size_or_says_why_not(trained_run, capsys):
     code, _, err = run(train, ["qtable", "--resume", trained_run, "--steps", "3000", "--set", "gamma=0.5"], capsys)
     assert code == 2 and err.strip().splitlines() == [
-        "error: gamma cannot change on a resumed qtable run: it shapes what the checkpoint holds (a resume may "
-        "change decay_steps, epsilon_end, learning_rate, learning_rate_end)"
+        "error: gamma cannot change on a resumed qtable run: its saved state was built or learned with it (a "
+        "resume may change decay_steps, epsilon_end, learning_rate, learning_rate_end)"
     ]
     code, out, _ = run(train, ["qtable", "--resume", trained_run, "--steps", "3000", "--set", "learning_rate=0.5",
                                "--no-progress"], capsys)  # fmt: skip
