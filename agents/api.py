@@ -63,13 +63,17 @@ def load(
     device: str = "cpu",
     env: EnvLike | None = None,
     settings: dict[str, Any] | None = None,
+    agent: str | None = None,
 ) -> Agent:
     """The agent saved in `target`: a checkpoint file (`agent.save`, or any `train.py` wrote) or a run
     directory (its latest checkpoint). Training continues with `learn`; a run directory stays the run's
     own, so `learn(run_dir=...)` into it appends to its curves. `env` replaces the stored env (same spaces).
     `settings` change hyperparameters for the training to come, those of the family's `resume_settings`
-    only (`{"final_learning_rate": 0.0}`); the checkpoints written from then on hold the new values."""
+    only (`{"final_learning_rate": 0.0}`); the checkpoints written from then on hold the new values.
+    `agent`: the family `target` must hold, refused before anything else if it holds another."""
     checkpoint = Checkpoint.read(target)
+    if agent is not None and checkpoint.agent != agent:
+        raise SuiteError(f"{target} holds a '{checkpoint.agent}' run, not '{agent}'")
     cls = get_agent_class(checkpoint.agent)
     stored = build_config(cls.Config, cls.upgrade_config(checkpoint.agent_config))
     config = with_resume_settings(cls, stored, settings or {})

@@ -180,6 +180,8 @@ def test_resume_refuses_other_agent_and_settings_that_shape_the_checkpoint(runs_
     first = train("qtable", steps=1000, runs_dir=runs_dir, progress=False)
     with pytest.raises(SuiteError, match="holds a 'qtable' run"):
         train("qnet", resume=first.run_dir)
+    with pytest.raises(SuiteError, match="holds a 'qtable' run, not 'dqn'"):  # said before dqn's settings are read
+        train("dqn", resume=first.run_dir, overrides={"final_learning_rate": "0"})
     allowed = "decay_steps, epsilon_end, learning_rate, learning_rate_end"
     refused = f"^gamma cannot change on a resumed qtable run: .*\\(a resume may change {allowed}\\)$"
     with pytest.raises(ConfigError, match=refused):

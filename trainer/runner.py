@@ -110,9 +110,7 @@ def prepare(options: RunOptions) -> tuple[Agent, Path, int]:
         settings, env_settings = split_overrides(options.overrides)
         if env_settings:
             raise ConfigError("--set env.* cannot change on --resume; the run's env is in its checkpoint")
-        agent = load(options.resume, device=options.device, settings=settings)
-        if agent.name != options.agent:
-            raise SuiteError(f"{options.resume} holds a '{agent.name}' run, not '{options.agent}'")
+        agent = load(options.resume, device=options.device, settings=settings, agent=options.agent)
         if agent.run_dir is None:
             raise SuiteError(
                 f"{options.resume} is not a run directory nor a checkpoint in one (<run>/checkpoints/, beside a "
